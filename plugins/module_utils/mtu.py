@@ -25,10 +25,10 @@ VETH_PREFIX = "cali"
 
 # Bytes each encapsulation adds, per address family of the underlay.
 OVERHEAD = {
-    "none": {"ipv4": 0, "ipv6": 0},
     "ipip": {"ipv4": 20, "ipv6": 20},
     "vxlan": {"ipv4": 50, "ipv6": 70},
     "wireguard": {"ipv4": 60, "ipv6": 80},
+    "none": {"ipv4": 0, "ipv6": 0},
 }
 IP_FAMILIES = ("ipv4", "ipv6", "dual")
 ENCAPSULATIONS = tuple(OVERHEAD)
