@@ -6,8 +6,14 @@ where the checkout lives.
 """
 from __future__ import annotations
 
+import json
 import os
+import re
+import subprocess
 import sys
+import uuid
+
+import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLLECTIONS = os.path.join(REPO, ".build", "collections")
@@ -20,3 +26,146 @@ if COLLECTIONS not in sys.path:
     sys.path.insert(0, COLLECTIONS)
 if REPO not in sys.path:
     sys.path.insert(0, REPO)  # for `import lab.netlab`
+
+
+# --- the lab cluster ------------------------------------------------------------------
+# Fixtures for tests marked `cluster`: the admin kubeconfig of lab/cluster.py, API
+# clients, and service-account tokens so an agent can run with exactly its own RBAC.
+LAB_KUBECONFIG = os.environ.get(
+    "NETMEND_LAB_KUBECONFIG", os.path.expanduser("~/.cache/netmend-lab/kubeconfig"))
+VENV_BIN = os.path.join(REPO, ".venv", "bin")
+
+
+@pytest.fixture(scope="session")
+def kubeconfig():
+    """Path of the lab cluster's admin kubeconfig; fails (never skips) when the lab is down."""
+    from kubernetes import client, config
+
+    if not os.path.exists(LAB_KUBECONFIG):
+        pytest.fail("the lab cluster is not up (no %s): run `lab/cluster.sh up`" % LAB_KUBECONFIG)
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=LAB_KUBECONFIG, client_configuration=configuration)
+    try:
+        client.VersionApi(client.ApiClient(configuration)).get_code(_request_timeout=5)
+    except Exception as exc:  # the message says what is wrong
+        pytest.fail("the lab cluster does not answer (%s): run `lab/cluster.sh up`" % exc)
+    return LAB_KUBECONFIG
+
+
+@pytest.fixture(scope="session")
+def kube_admin(kubeconfig):
+    """An admin ApiClient for the lab cluster."""
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    return client.ApiClient(configuration)
+
+
+@pytest.fixture(scope="session")
+def kube_server(kube_admin):
+    """(host, ca_file) of the lab API server."""
+    configuration = kube_admin.configuration
+    return configuration.host, configuration.ssl_ca_cert
+
+
+@pytest.fixture
+def namespace(kube_admin):
+    """A fresh namespace, deleted after the test."""
+    from kubernetes import client
+
+    name = "t-" + uuid.uuid4().hex[:8]
+    core = client.CoreV1Api(kube_admin)
+    core.create_namespace({"metadata": {"name": name}})
+    yield name
+    core.delete_namespace(name)
+
+
+@pytest.fixture
+def sa_token(kube_admin):
+    """sa_token(namespace, name) -> a bearer token of that ServiceAccount (created if missing)."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    core = client.CoreV1Api(kube_admin)
+
+    def make(namespace, name, seconds=3600):
+        try:
+            core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        request = {"spec": {"expirationSeconds": seconds}}
+        return core.create_namespaced_service_account_token(name, namespace, request).status.token
+
+    return make
+
+
+@pytest.fixture
+def agent_env(kube_server, sa_token, tmp_path):
+    """agent_env(namespace, sa) -> environment for kube_lite.KubeClient.from_environment()."""
+
+    def make(namespace, name):
+        host, ca_file = kube_server
+        token_file = tmp_path / ("token-%s-%s" % (namespace, name))
+        token_file.write_text(sa_token(namespace, name))
+        env = dict(os.environ)
+        env.update({
+            "NETMEND_KUBE_HOST": host,
+            "NETMEND_KUBE_TOKEN_FILE": str(token_file),
+            "NETMEND_KUBE_CA_FILE": ca_file or "",
+            "PYTHONPATH": COLLECTIONS,
+        })
+        return env
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def ansible_env(kubeconfig):
+    """Environment for running ansible-playbook against the lab cluster."""
+    env = dict(os.environ)
+    env.update({
+        "ANSIBLE_COLLECTIONS_PATH": "%s:%s" % (
+            COLLECTIONS, os.path.join(REPO, ".venv", "lib", "python3.11", "site-packages")),
+        "K8S_AUTH_KUBECONFIG": kubeconfig,
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.default",
+        "ANSIBLE_CALLBACK_RESULT_FORMAT": "yaml",
+        "ANSIBLE_LOCALHOST_WARNING": "0",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
+        "PATH": VENV_BIN + os.pathsep + env.get("PATH", ""),
+    })
+    return env
+
+
+@pytest.fixture
+def run_playbook(ansible_env, tmp_path):
+    """run_playbook(text_or_path, extra_vars=None, check=False, diff=False) -> CompletedProcess.
+
+    ``text`` is a whole playbook as YAML text (written to a temp file) or an existing path.
+    The result carries ``recap``: {'ok': n, 'changed': n, 'failed': n, ...} for localhost.
+    """
+    def run(playbook, extra_vars=None, check=False, diff=False, extra_args=(), inventory="localhost,"):
+        path = playbook
+        if not os.path.exists(str(playbook)):
+            path = tmp_path / ("play-%s.yml" % uuid.uuid4().hex[:6])
+            path.write_text(playbook)
+        argv = [os.path.join(VENV_BIN, "ansible-playbook"), "-i", inventory, str(path)]
+        if extra_vars:
+            argv += ["-e", json.dumps(extra_vars)]
+        if check:
+            argv.append("--check")
+        if diff:
+            argv.append("--diff")
+        argv += list(extra_args)
+        done = subprocess.run(argv, env=ansible_env, cwd=REPO, capture_output=True, text=True, timeout=900)
+        recap = {}
+        match = re.search(r"^localhost\s*:\s*(.*)$", done.stdout, re.M)
+        if match:
+            recap = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(1))}
+        done.recap = recap
+        return done
+
+    return run

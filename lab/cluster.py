@@ -1,0 +1,196 @@
+"""The lab cluster: real etcd, kube-apiserver, kube-controller-manager and kube-scheduler
+built from Go modules, with KWOK simulating the nodes and their kubelets.
+
+    python lab/cluster.py up [--nodes N]   build (cached) and start; idempotent
+    python lab/cluster.py down             stop and delete; idempotent
+    python lab/cluster.py status           exit 0 when the API answers and nodes are Ready
+
+The kubeconfig is written to one known path (NETMEND_LAB_KUBECONFIG, default
+~/.cache/netmend-lab/kubeconfig). Runs with the project's virtualenv Python
+(it uses the kubernetes client to create the simulated nodes).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CACHE = os.environ.get("NETMEND_LAB_CACHE", os.path.expanduser("~/.cache/netmend-lab"))
+KUBECONFIG = os.environ.get("NETMEND_LAB_KUBECONFIG", os.path.join(CACHE, "kubeconfig"))
+CLUSTER = os.environ.get("NETMEND_LAB_CLUSTER", "netmend-lab")
+WORKDIR = os.path.join(CACHE, "kwok")
+NODE_PREFIX = "kwok-node-"
+
+
+def say(message):
+    print("[lab cluster] %s" % message, flush=True)
+
+
+def versions():
+    values = {}
+    with open(os.path.join(HERE, "versions.env"), encoding="utf-8") as handle:
+        for line in handle:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                key, _, value = line.partition("=")
+                values[key] = value
+    return values
+
+
+def build():
+    """Run the cached Go build; the binaries' directory."""
+    done = subprocess.run([os.path.join(HERE, "build.sh")], check=True, stdout=subprocess.PIPE, text=True)
+    return done.stdout.strip().splitlines()[-1]
+
+
+def kwokctl(bins, *args, check=True, capture=False):
+    v = versions()
+    env = dict(os.environ, KWOK_WORKDIR=WORKDIR)
+    argv = [os.path.join(bins, "kwok-%s" % v["KWOK_VERSION"], "kwokctl"), "--name", CLUSTER, *args]
+    return subprocess.run(argv, check=check, env=env, text=True,
+                          stdout=subprocess.PIPE if capture else None,
+                          stderr=subprocess.PIPE if capture else None)
+
+
+def api(timeout=5):
+    from kubernetes import client, config  # the virtualenv's; only this script needs it
+
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=KUBECONFIG, client_configuration=configuration)
+    configuration.retries = 0
+    return client.ApiClient(configuration)
+
+
+def api_ready():
+    if not os.path.exists(KUBECONFIG):
+        return False
+    try:
+        from kubernetes import client
+
+        client.VersionApi(api()).get_code(_request_timeout=3)
+        return True
+    except Exception:  # any failure means "not up"; status reports it
+        return False
+
+
+def ensure_nodes(count):
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    core = client.CoreV1Api(api())
+    for index in range(count):
+        name = "%s%d" % (NODE_PREFIX, index)
+        body = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": name,
+                # kwok's controller manages nodes carrying this annotation.
+                "annotations": {"node.alpha.kubernetes.io/ttl": "0", "kwok.x-k8s.io/node": "fake"},
+                "labels": {
+                    "kubernetes.io/hostname": name,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    "type": "kwok",
+                },
+            },
+            "spec": {"podCIDR": "10.244.%d.0/24" % index, "podCIDRs": ["10.244.%d.0/24" % index]},
+            "status": {"allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+                       "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"}},
+        }
+        try:
+            core.read_node(name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            core.create_node(body)
+            say("node %s created" % name)
+
+
+def nodes_ready(count):
+    from kubernetes import client
+
+    ready = 0
+    for node in client.CoreV1Api(api()).list_node().items:
+        if node.metadata.name.startswith(NODE_PREFIX):
+            if any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or []):
+                ready += 1
+    return ready >= count
+
+
+def wait(predicate, what, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(1)
+    raise SystemExit("[lab cluster] timed out after %ss waiting for %s" % (timeout, what))
+
+
+def up(count):
+    started = time.monotonic()
+    bins = build()
+    v = versions()
+    if not api_ready():
+        # A cluster that exists but does not answer (a reboot, a killed process) is recreated.
+        kwokctl(bins, "delete", "cluster", check=False, capture=True)
+        os.makedirs(os.path.dirname(KUBECONFIG), exist_ok=True)
+        kube = os.path.join(bins, "kube-%s" % v["KUBE_VERSION"])
+        say("starting %s (Kubernetes %s, etcd %s, kwok %s)" % (CLUSTER, v["KUBE_VERSION"], v["ETCD_VERSION"], v["KWOK_VERSION"]))
+        kwokctl(
+            bins, "create", "cluster",
+            "--runtime", "binary",
+            "--kubeconfig", KUBECONFIG,
+            "--kube-apiserver-binary", os.path.join(kube, "kube-apiserver"),
+            "--kube-controller-manager-binary", os.path.join(kube, "kube-controller-manager"),
+            "--kube-scheduler-binary", os.path.join(kube, "kube-scheduler"),
+            "--etcd-binary", os.path.join(bins, "etcd-%s" % v["ETCD_VERSION"], "etcd"),
+            "--kwok-controller-binary", os.path.join(bins, "kwok-%s" % v["KWOK_VERSION"], "kwok"),
+            "--wait", "120s",
+        )
+        wait(api_ready, "the API server")
+    ensure_nodes(count)
+    wait(lambda: nodes_ready(count), "%d Ready nodes" % count)
+    say("up in %.1fs; KUBECONFIG=%s" % (time.monotonic() - started, KUBECONFIG))
+
+
+def down():
+    bins = build()
+    result = kwokctl(bins, "delete", "cluster", check=False, capture=True)
+    if result.returncode == 0:
+        say("deleted %s" % CLUSTER)
+    else:
+        say("nothing to delete")
+    return 0
+
+
+def status():
+    if not api_ready():
+        say("down")
+        return 1
+    from kubernetes import client
+
+    info = client.VersionApi(api()).get_code()
+    names = [n.metadata.name for n in client.CoreV1Api(api()).list_node().items]
+    say("up: %s, nodes %s, KUBECONFIG=%s" % (info.git_version, ",".join(sorted(names)), KUBECONFIG))
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["up", "down", "status"])
+    parser.add_argument("--nodes", type=int, default=int(os.environ.get("NETMEND_LAB_NODES", "3")))
+    args = parser.parse_args(argv)
+    if args.action == "up":
+        up(args.nodes)
+        return 0
+    if args.action == "down":
+        return down()
+    return status()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
