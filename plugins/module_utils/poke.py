@@ -1,0 +1,572 @@
+# Copyright: netmend.k8s contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""ICMP echo to many addresses at once, with one deadline: standard library only.
+
+One ICMP socket per address family carries every probe of a sweep. Replies are
+matched to probes by identifier (one per sweep and socket), sequence number
+(the probe's number within its target) and source address, so the number of
+targets changes how many packets go out, not how long the sweep lasts.
+
+Raw sockets need CAP_NET_RAW. Without it the kernel's unprivileged ICMP
+("ping") sockets are used when ``net.ipv4.ping_group_range`` admits one of our
+groups; the kernel then picks the identifier and strips the IP header.
+
+An optional don't-fragment probe of a given total size finds MTU black holes:
+paths that answer small pings but silently drop larger packets because the
+router's ICMP "fragmentation needed" never comes back.
+"""
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import random
+import select
+import socket
+import struct
+import time
+
+# Linux values; the socket module does not export all of them on every Python.
+IP_MTU_DISCOVER = getattr(socket, "IP_MTU_DISCOVER", 10)
+IP_PMTUDISC_DONT = getattr(socket, "IP_PMTUDISC_DONT", 0)
+IP_PMTUDISC_DO = getattr(socket, "IP_PMTUDISC_DO", 2)
+IPV6_MTU_DISCOVER = getattr(socket, "IPV6_MTU_DISCOVER", 23)
+IPV6_PMTUDISC_DONT = getattr(socket, "IPV6_PMTUDISC_DONT", 0)
+IPV6_PMTUDISC_DO = getattr(socket, "IPV6_PMTUDISC_DO", 2)
+IPV6_DONTFRAG = getattr(socket, "IPV6_DONTFRAG", 62)
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
+
+ICMP_ECHO_REPLY = 0
+ICMP_DEST_UNREACH = 3
+ICMP_ECHO_REQUEST = 8
+ICMP_TIME_EXCEEDED = 11
+ICMP_FRAG_NEEDED = 4  # code of ICMP_DEST_UNREACH
+ICMP6_DEST_UNREACH = 1
+ICMP6_PACKET_TOO_BIG = 2
+ICMP6_TIME_EXCEEDED = 3
+ICMP6_ECHO_REQUEST = 128
+ICMP6_ECHO_REPLY = 129
+
+ICMP_HEADER = 8
+IP_HEADER = {4: 20, 6: 40}
+MAX_PAYLOAD = 65507
+SOCKET_BUFFER = 8 * 1024 * 1024
+SEND_BATCH = 256
+
+UNREACH_REASONS = {
+    4: {0: "network unreachable", 1: "host unreachable", 2: "protocol unreachable",
+        3: "port unreachable", 9: "network prohibited", 10: "host prohibited",
+        13: "administratively prohibited"},
+    6: {0: "no route", 1: "administratively prohibited", 3: "address unreachable",
+        4: "port unreachable", 5: "source address failed policy", 6: "reject route"},
+}
+
+
+class PokeError(Exception):
+    """Bad targets or options, or no usable ICMP socket."""
+
+
+# --------------------------------------------------------------------------- packets
+
+
+def checksum(data):
+    """The Internet checksum (RFC 1071) of ``data``: one's complement of the one's complement sum."""
+    if len(data) % 2:
+        data += b"\x00"
+    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def icmpv6_checksum(source, destination, message):
+    """ICMPv6 checksum over the IPv6 pseudo-header (RFC 4443 section 2.3).
+
+    The kernel fills it in for raw and ping ICMPv6 sockets; this is for
+    building and checking whole packets in tests and captures.
+    """
+    pseudo = (ipaddress.IPv6Address(source).packed + ipaddress.IPv6Address(destination).packed
+              + struct.pack("!I3xB", len(message), socket.IPPROTO_ICMPV6))
+    return checksum(pseudo + message)
+
+
+def payload_for(size, token):
+    """``size`` payload bytes: the sweep's token repeated, so stale or foreign echoes are told apart."""
+    if size <= 0:
+        return b""
+    return (token * (size // len(token) + 1))[:size]
+
+
+def build_echo_request(version, ident, sequence, payload):
+    """An ICMP (v4) or ICMPv6 echo request.
+
+    The IPv4 checksum is computed here; the ICMPv6 one needs the source
+    address, which only the kernel knows for sure, and the kernel fills it.
+    """
+    kind = ICMP_ECHO_REQUEST if version == 4 else ICMP6_ECHO_REQUEST
+    header = struct.pack("!BBHHH", kind, 0, 0, ident & 0xFFFF, sequence & 0xFFFF)
+    if version == 6:
+        return header + payload
+    total = checksum(header + payload)
+    return struct.pack("!BBHHH", kind, 0, total, ident & 0xFFFF, sequence & 0xFFFF) + payload
+
+
+def strip_ipv4_header(data):
+    """The IPv4 payload (raw ICMP sockets hand over the IP header too)."""
+    if len(data) < 20 or data[0] >> 4 != 4:
+        return None
+    length = (data[0] & 0x0F) * 4
+    if length < 20 or len(data) < length:
+        return None
+    return data[length:]
+
+
+def parse_icmp(version, message):
+    """Classify one received ICMP message (IP header already removed).
+
+    Returns a dict with ``kind`` one of ``reply`` (an echo reply: ``ident``,
+    ``sequence``, ``payload``), ``error`` (an error quoting one of our echo
+    requests: ``destination``, ``ident``, ``sequence``, ``reason``, and
+    ``mtu`` for fragmentation-needed / packet-too-big), or None for anything
+    else (other people's traffic, our own requests looping back, truncation).
+    """
+    if len(message) < ICMP_HEADER:
+        return None
+    kind, code, _sum, rest = struct.unpack("!BBHI", message[:ICMP_HEADER])
+    if version == 4:
+        if kind == ICMP_ECHO_REPLY:
+            return _reply(message)
+        if kind in (ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED):
+            quoted = message[ICMP_HEADER:]
+            inner = strip_ipv4_header(quoted)
+            if inner is None or quoted[9] != socket.IPPROTO_ICMP:
+                return None
+            destination = socket.inet_ntop(socket.AF_INET, quoted[16:20])
+            mtu = None
+            if kind == ICMP_TIME_EXCEEDED:
+                reason = "time exceeded"
+            elif code == ICMP_FRAG_NEEDED:
+                reason = "fragmentation needed"
+                mtu = rest & 0xFFFF
+            else:
+                reason = UNREACH_REASONS[4].get(code, "destination unreachable (code %d)" % code)
+            return _quoted_error(4, destination, inner, reason, mtu)
+        return None
+    if kind == ICMP6_ECHO_REPLY:
+        return _reply(message)
+    if kind in (ICMP6_DEST_UNREACH, ICMP6_PACKET_TOO_BIG, ICMP6_TIME_EXCEEDED):
+        quoted = message[ICMP_HEADER:]
+        if len(quoted) < 40 + ICMP_HEADER or quoted[0] >> 4 != 6 or quoted[6] != socket.IPPROTO_ICMPV6:
+            return None
+        destination = socket.inet_ntop(socket.AF_INET6, quoted[24:40])
+        mtu = None
+        if kind == ICMP6_PACKET_TOO_BIG:
+            reason = "packet too big"
+            mtu = rest
+        elif kind == ICMP6_TIME_EXCEEDED:
+            reason = "time exceeded"
+        else:
+            reason = UNREACH_REASONS[6].get(code, "destination unreachable (code %d)" % code)
+        return _quoted_error(6, destination, quoted[40:], reason, mtu)
+    return None
+
+
+def _reply(message):
+    ident, sequence = struct.unpack("!HH", message[4:8])
+    return {"kind": "reply", "ident": ident, "sequence": sequence, "payload": message[ICMP_HEADER:]}
+
+
+def _quoted_error(version, destination, inner, reason, mtu):
+    if len(inner) < ICMP_HEADER:
+        return None
+    request = ICMP_ECHO_REQUEST if version == 4 else ICMP6_ECHO_REQUEST
+    if inner[0] != request:
+        return None
+    ident, sequence = struct.unpack("!HH", inner[4:8])
+    return {"kind": "error", "destination": destination, "ident": ident, "sequence": sequence,
+            "reason": reason, "mtu": mtu}
+
+
+# --------------------------------------------------------------------------- targets
+
+
+def parse_targets(raw):
+    """Validated targets from strings or dicts (``ip`` plus optional ``name``, ``namespace``, ``node``).
+
+    Every bad entry is named in one error, before anything is sent. Duplicate
+    addresses are probed once (the first entry's fields win).
+    """
+    targets = []
+    seen = set()
+    bad = []
+    for position, entry in enumerate(raw or []):
+        fields = {"ip": entry} if isinstance(entry, str) else dict(entry) if isinstance(entry, dict) else None
+        if fields is None or "ip" not in fields:
+            bad.append("entry %d (%r) has no 'ip'" % (position, entry))
+            continue
+        value = fields["ip"]
+        try:
+            address = ipaddress.ip_address(str(value).strip())
+        except ValueError:
+            bad.append("%r is not an IP address" % (value,))
+            continue
+        if address.is_multicast or address.is_unspecified or (address.version == 4 and address == ipaddress.IPv4Address("255.255.255.255")):
+            bad.append("%r is not a unicast address" % (value,))
+            continue
+        unknown = sorted(set(fields) - {"ip", "name", "namespace", "node"})
+        if unknown:
+            bad.append("entry %d (%s) has unknown keys: %s" % (position, value, ", ".join(unknown)))
+            continue
+        ip = str(address)
+        if ip in seen:
+            continue
+        seen.add(ip)
+        fields["ip"] = ip
+        targets.append(fields)
+    if bad:
+        raise PokeError("invalid targets: " + "; ".join(bad))
+    return targets
+
+
+def family_of(ip):
+    return 6 if ":" in ip else 4
+
+
+def check_options(timeout, count, size, mtu_probe, rate):
+    """Range checks with the bad value in the message."""
+    if not timeout > 0:
+        raise PokeError("timeout must be greater than 0, got %r" % (timeout,))
+    if count < 1:
+        raise PokeError("count must be at least 1, got %r" % (count,))
+    if not 0 <= size <= MAX_PAYLOAD - 40:
+        raise PokeError("size must be between 0 and %d bytes, got %r" % (MAX_PAYLOAD - 40, size))
+    if mtu_probe and not 68 <= mtu_probe <= 65535:
+        raise PokeError("mtu_probe must be a packet size between 68 and 65535 bytes, got %r" % (mtu_probe,))
+    if rate is not None and not rate > 0:
+        raise PokeError("rate must be greater than 0 packets per second, got %r" % (rate,))
+
+
+# --------------------------------------------------------------------------- sockets
+
+
+class IcmpChannel:
+    """One ICMP socket for one address family, raw or unprivileged ("ping").
+
+    ``ident`` is the echo identifier replies carry back: ours on a raw
+    socket, the kernel's (the socket's local "port") on a ping socket, which
+    also means the kernel drops other people's replies for us.
+    """
+
+    def __init__(self, version, sock, raw):
+        self.version = version
+        self.sock = sock
+        self.raw = raw
+        self.dont_fragment = None
+        if raw:
+            self.ident = random.SystemRandom().randrange(1, 0x10000)
+        else:
+            sock.bind(("0.0.0.0", 0) if version == 4 else ("::", 0))
+            self.ident = sock.getsockname()[1]
+        sock.setblocking(False)
+        for option, force in ((socket.SO_RCVBUF, SO_RCVBUFFORCE), (socket.SO_SNDBUF, SO_SNDBUFFORCE)):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, force, SOCKET_BUFFER)
+            except OSError:
+                sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+        self.set_dont_fragment(False)
+
+    def fileno(self):
+        return self.sock.fileno()
+
+    def set_dont_fragment(self, enabled):
+        """DF on IPv4 (IP_PMTUDISC_DO); on IPv6 no local fragmentation either (IPV6_DONTFRAG)."""
+        if self.dont_fragment is enabled:
+            return
+        if self.version == 4:
+            self.sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO if enabled else IP_PMTUDISC_DONT)
+        else:
+            self.sock.setsockopt(socket.IPPROTO_IPV6, IPV6_MTU_DISCOVER, IPV6_PMTUDISC_DO if enabled else IPV6_PMTUDISC_DONT)
+            self.sock.setsockopt(socket.IPPROTO_IPV6, IPV6_DONTFRAG, 1 if enabled else 0)
+        self.dont_fragment = enabled
+
+    def send(self, packet, ip):
+        """Send one packet; raises BlockingIOError when the socket buffer is full."""
+        self.sock.sendto(packet, (ip, 0))
+
+    def receive(self):
+        """Parsed messages waiting on the socket, as (source ip, parsed dict), until it would block."""
+        messages = []
+        while True:
+            try:
+                data, address = self.sock.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return messages
+            except OSError:
+                # A ping socket reports a queued ICMP error this way; the probe just times out.
+                continue
+            if self.version == 4 and self.raw:
+                data = strip_ipv4_header(data)
+                if data is None:
+                    continue
+            parsed = parse_icmp(self.version, data)
+            if parsed is not None:
+                messages.append((address[0], parsed))
+
+    def close(self):
+        self.sock.close()
+
+
+def ping_group_range(path="/proc/sys/net/ipv4/ping_group_range"):
+    try:
+        with open(path, encoding="ascii") as handle:
+            return handle.read().split()
+    except OSError:
+        return ["?", "?"]
+
+
+def open_channel(version, socket_factory=socket.socket):
+    """A raw ICMP socket, else a ping socket, else a PokeError that says what is missing."""
+    family = socket.AF_INET if version == 4 else socket.AF_INET6
+    protocol = socket.IPPROTO_ICMP if version == 4 else socket.IPPROTO_ICMPV6
+    try:
+        return IcmpChannel(version, socket_factory(family, socket.SOCK_RAW, protocol), raw=True)
+    except PermissionError as raw_error:
+        try:
+            return IcmpChannel(version, socket_factory(family, socket.SOCK_DGRAM, protocol), raw=False)
+        except PermissionError as ping_error:
+            low, high = ping_group_range()
+            raise PokeError(
+                "cannot open an ICMP socket for IPv%d: a raw socket needs CAP_NET_RAW (%s), and an "
+                "unprivileged ping socket is refused (%s) because group %d is outside "
+                "net.ipv4.ping_group_range (%s %s). Run with CAP_NET_RAW, or widen ping_group_range."
+                % (version, raw_error.strerror, ping_error.strerror, os.getgid(), low, high)) from None
+    except OSError as exc:
+        raise PokeError("cannot open an ICMP socket for IPv%d: %s" % (version, exc.strerror)) from None
+
+
+# --------------------------------------------------------------------------- sweep
+
+
+class Probe:
+    """One echo request: which target, which sequence number, whether it is the DF probe."""
+
+    __slots__ = ("target", "sequence", "mtu_probe", "packet", "sent_at", "answered_at", "error", "mtu")
+
+    def __init__(self, target, sequence, mtu_probe, packet):
+        self.target = target
+        self.sequence = sequence
+        self.mtu_probe = mtu_probe
+        self.packet = packet
+        self.sent_at = None
+        self.answered_at = None
+        self.error = None
+        self.mtu = None
+
+
+def plan_probes(targets, channels, count, size, mtu_probe, token):
+    """Every probe of a sweep in sending order: all small echoes first, then the DF probes.
+
+    Sequence numbers count per target (0..count-1, then ``count`` for the DF
+    probe), which together with the source address identifies each reply.
+    """
+    small = payload_for(size, token)
+    probes = []
+    for target in targets:
+        channel = channels[family_of(target["ip"])]
+        for sequence in range(count):
+            probes.append(Probe(target, sequence, False,
+                                build_echo_request(channel.version, channel.ident, sequence, small)))
+    if mtu_probe:
+        for target in targets:
+            channel = channels[family_of(target["ip"])]
+            version = channel.version
+            big = payload_for(mtu_probe - IP_HEADER[version] - ICMP_HEADER, token)
+            probes.append(Probe(target, count, True,
+                                build_echo_request(version, channel.ident, count, big)))
+    return probes
+
+
+class Matcher:
+    """Maps received messages to probes by (source ip, identifier, sequence) and checks the payload."""
+
+    def __init__(self, probes, channels):
+        self.idents = {version: channel.ident for version, channel in channels.items()}
+        self.by_key = {(probe.target["ip"], probe.sequence): probe for probe in probes}
+
+    def match(self, version, source, message):
+        """The probe this message answers (or reports an error for), else None."""
+        if message["ident"] != self.idents.get(version):
+            return None
+        ip = message["destination"] if message["kind"] == "error" else source
+        probe = self.by_key.get((str(ipaddress.ip_address(ip.split("%")[0])), message["sequence"]))
+        if probe is None or probe.sent_at is None or probe.answered_at is not None or probe.error:
+            return None
+        if message["kind"] == "reply" and message["payload"] != probe.packet[ICMP_HEADER:]:
+            return None
+        return probe
+
+
+def sweep(raw_targets, timeout=1.0, count=1, size=56, dont_fragment=False, mtu_probe=None, rate=None,
+          channel_factory=open_channel, clock=time.monotonic, poll_factory=select.poll):
+    """Probe every target and return the classified result (see ``classify``).
+
+    All probes leave as fast as the sockets (or ``rate``, packets per second)
+    allow; the sweep ends when every probe is answered or at its deadline:
+    ``timeout`` after the last probe is scheduled to leave. With no rate cap
+    that is ``timeout`` after the start, whatever the number of targets.
+    """
+    check_options(timeout, count, size, mtu_probe, rate)
+    targets = parse_targets(raw_targets)
+    started = clock()
+    channels = {}
+    try:
+        for version in sorted({family_of(target["ip"]) for target in targets}):
+            channels[version] = channel_factory(version)
+        token = os.urandom(8)
+        probes = plan_probes(targets, channels, count, size, mtu_probe, token)
+        _exchange(probes, channels, timeout, dont_fragment, rate, clock, poll_factory)
+    finally:
+        for channel in channels.values():
+            channel.close()
+    return classify(targets, probes if targets else [], mtu_probe, clock() - started)
+
+
+def _exchange(probes, channels, timeout, dont_fragment, rate, clock, poll_factory):
+    matcher = Matcher(probes, channels)
+    poller = poll_factory()
+    by_fd = {}
+    for version, channel in channels.items():
+        poller.register(channel.fileno(), select.POLLIN)
+        by_fd[channel.fileno()] = channel
+    start = clock()
+    span = (len(probes) - 1) / rate if rate and probes else 0.0
+    deadline = start + span + timeout
+    pending = len(probes)
+    next_index = 0
+    blocked = set()
+    while pending and clock() < deadline:
+        now = clock()
+        allowed = len(probes) if not rate else min(len(probes), int((now - start) * rate) + 1)
+        sent_now = 0
+        while next_index < allowed and sent_now < SEND_BATCH:
+            probe = probes[next_index]
+            channel = channels[family_of(probe.target["ip"])]
+            if channel.version in blocked:
+                break
+            channel.set_dont_fragment(probe.mtu_probe or dont_fragment)
+            try:
+                channel.send(probe.packet, probe.target["ip"])
+            except (BlockingIOError, InterruptedError):
+                blocked.add(channel.version)
+                poller.modify(channel.fileno(), select.POLLIN | select.POLLOUT)
+                break
+            except OSError as exc:
+                # No route, EMSGSIZE from a known smaller path MTU, ...: an answer of sorts, now.
+                probe.sent_at = clock()
+                probe.error = _send_error(exc)
+                if exc.errno == errno.EMSGSIZE:
+                    probe.mtu = _path_mtu(channel, probe.target["ip"])
+                pending -= 1
+            else:
+                probe.sent_at = clock()
+            next_index += 1
+            sent_now += 1
+        if not pending:
+            break
+        now = clock()
+        if next_index < len(probes) and not blocked:
+            wait = 0.0 if next_index < allowed else min(deadline, start + next_index / rate) - now
+        else:
+            wait = deadline - now
+        for fd, events in poller.poll(max(0, int(wait * 1000 + 0.999))):
+            channel = by_fd[fd]
+            if events & select.POLLOUT:
+                blocked.discard(channel.version)
+                poller.modify(fd, select.POLLIN)
+            if events & select.POLLIN:
+                pending -= _take(channel, matcher, clock)
+
+
+def _take(channel, matcher, clock):
+    answered = 0
+    for source, message in channel.receive():
+        probe = matcher.match(channel.version, source, message)
+        if probe is None:
+            continue
+        probe.answered_at = clock()
+        if message["kind"] == "error":
+            probe.error = message["reason"]
+            probe.mtu = message["mtu"]
+        answered += 1
+    return answered
+
+
+def _send_error(exc):
+    if exc.errno == errno.EMSGSIZE:
+        return "fragmentation needed"
+    return "send failed: %s" % (exc.strerror or exc)
+
+
+def _path_mtu(channel, ip):
+    """The kernel's cached path MTU toward ``ip`` (IP_MTU on a connected UDP socket), or None."""
+    family = socket.AF_INET if channel.version == 4 else socket.AF_INET6
+    level, option = (socket.IPPROTO_IP, getattr(socket, "IP_MTU", 14)) if channel.version == 4 \
+        else (socket.IPPROTO_IPV6, getattr(socket, "IPV6_MTU", 24))
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect((ip, 9))
+            return probe.getsockopt(level, option)
+    except OSError:
+        return None
+
+
+def classify(targets, probes, mtu_probe, duration):
+    """The sweep's result.
+
+    ``reachable``: targets that answered at least one small echo, with the mean
+    round-trip time and, with ``mtu_probe``, how the DF probe fared
+    (``passed``, ``blackholed``, or ``fragmentation needed`` with the reported
+    ``path_mtu``). ``unreachable``: the others, with a ``reason`` (``timeout`` or
+    the ICMP error / send error received). ``mtu_blackholed``: reachable targets
+    whose DF probe vanished without any ICMP error; ``mtu_limited``: those
+    whose DF probe got "fragmentation needed" / "packet too big".
+    """
+    per_target = {target["ip"]: [] for target in targets}
+    for probe in probes:
+        per_target[probe.target["ip"]].append(probe)
+    reachable, unreachable, blackholed, limited = [], [], [], []
+    for target in targets:
+        small = [probe for probe in per_target[target["ip"]] if not probe.mtu_probe]
+        answered = [probe for probe in small if probe.answered_at is not None and probe.error is None]
+        entry = dict(target)
+        entry["sent"] = sum(1 for probe in small if probe.sent_at is not None)
+        entry["received"] = len(answered)
+        if not answered:
+            reasons = [probe.error for probe in small if probe.error]
+            entry["rtt_ms"] = None
+            entry["reason"] = reasons[0] if reasons else "timeout"
+            unreachable.append(entry)
+            continue
+        rtts = [(probe.answered_at - probe.sent_at) * 1000.0 for probe in answered]
+        entry["rtt_ms"] = round(sum(rtts) / len(rtts), 3)
+        if mtu_probe:
+            big = [probe for probe in per_target[target["ip"]] if probe.mtu_probe][0]
+            if big.answered_at is not None and big.error is None:
+                entry["mtu_probe"] = "passed"
+            elif big.error is None and big.mtu is None:
+                entry["mtu_probe"] = "blackholed"
+                blackholed.append(dict(entry))
+            else:
+                entry["mtu_probe"] = big.error or "fragmentation needed"
+                entry["path_mtu"] = big.mtu
+                limited.append(dict(entry))
+        reachable.append(entry)
+    return {
+        "total": len(targets),
+        "reachable": reachable,
+        "unreachable": unreachable,
+        "mtu_blackholed": blackholed,
+        "mtu_limited": limited,
+        "duration_s": round(duration, 3),
+    }
