@@ -1,0 +1,167 @@
+# Copyright: netmend.k8s contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from ansible_collections.netmend.k8s.plugins.module_utils import mtu_agent
+from ansible_collections.netmend.k8s.plugins.module_utils.kube_lite import KubeError
+from ansible_collections.netmend.k8s.plugins.module_utils.mtu import veth_name
+
+CONFLIST = '{\n  "plugins": [\n    {\n      "type": "calico"\n    }\n  ]\n}\n'
+
+
+def pod(name, namespace="default", **extra):
+    meta = {"name": name, "namespace": namespace, "uid": "uid-" + name}
+    meta.update(extra.pop("meta", {}))
+    return {"metadata": meta, "spec": dict({"nodeName": "node-a"}, **extra.pop("spec", {})),
+            "status": dict({"phase": "Running"}, **extra.pop("status", {}))}
+
+
+class FakeClient:
+    """Pods by (namespace, name); ``refuse`` names pods a disruption budget protects."""
+
+    def __init__(self, pods, refuse=()):
+        self.pods = {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in pods}
+        self.refuse = set(refuse)
+        self.calls = []
+
+    def list(self, path, **query):
+        self.calls.append(("list", path, query))
+        return {"items": list(self.pods.values())}
+
+    def evict(self, namespace, name):
+        self.calls.append(("evict", namespace, name))
+        if (namespace, name) in self.refuse:
+            return False
+        self.pods.pop((namespace, name), None)
+        return True
+
+    def get(self, path):
+        namespace, name = path.split("/")[4], path.split("/")[6]
+        if (namespace, name) not in self.pods:
+            raise KubeError("not found", status=404)
+        return self.pods[(namespace, name)]
+
+
+@pytest.fixture
+def node(tmp_path):
+    """A fake node: /sys/class/net with eth0 1460 and a CNI config without MTU."""
+    net = tmp_path / "net"
+    net.mkdir()
+    path = tmp_path / "10-calico.conflist"
+    path.write_text(CONFLIST)
+
+    def add_link(name, mtu):
+        (net / name).mkdir()
+        (net / name / "mtu").write_text("%d\n" % mtu)
+        (net / name / "flags").write_text("0x1003\n")
+    add_link("eth0", 1460)
+    return path, net, add_link
+
+
+def make_agent(node, client, *extra):
+    path, net, _ = node
+    options = mtu_agent.parse_args(["--path", str(path), "--sys-root", str(net), "--eviction-timeout", "1", *extra])
+    return mtu_agent.MtuAgent(client, "node-a", options, own_pod=("netmend-system", "netmend-calico-mtu-x"))
+
+
+def evictions(client):
+    return [(call[1], call[2]) for call in client.calls if call[0] == "evict"]
+
+
+def test_evicts_exactly_the_wrong_mtu_pods(node, capsys):
+    _, _, add_link = node
+    pods = [
+        pod("right"), pod("wrong-a"), pod("wrong-b", namespace="shop"),
+        pod("no-veth"),
+        pod("host", spec={"hostNetwork": True}),
+        pod("calico-node-abcde", namespace="kube-system", meta={"labels": {"k8s-app": "calico-node"}}),
+        pod("netmend-calico-mtu-x", namespace="netmend-system"),
+        pod("static", meta={"annotations": {"kubernetes.io/config.mirror": "x"}}),
+        pod("done", status={"phase": "Succeeded"}),
+        pod("going", meta={"deletionTimestamp": "2026-01-01T00:00:00Z"}),
+    ]
+    for item in pods:
+        namespace, name = item["metadata"]["namespace"], item["metadata"]["name"]
+        if name != "no-veth":
+            add_link(veth_name(namespace, name), 1440 if name == "right" else 1500)
+    client = FakeClient(pods)
+    make_agent(node, client).step()
+    assert evictions(client) == [("default", "wrong-a"), ("shop", "wrong-b")]
+    assert json.loads(node[0].read_text())["plugins"][0]["mtu"] == 1440
+    lines = capsys.readouterr().out.splitlines()
+    assert [re.match(r"\S+ calico_mtu (.*?)(?= \w+=|$)", line).group(1) for line in lines] == [
+        "set conflist mtu", "evicted pod", "evicted pod"]
+    assert 'pod="wrong-b"' in lines[2] and "interface_mtu=1500" in lines[2] and "mtu=1440" in lines[2]
+    assert client.calls[0] == ("list", "/api/v1/pods", {"fieldSelector": "spec.nodeName=node-a"})
+
+
+def test_refused_eviction_is_retried_next_pass_not_forced(node, capsys):
+    _, _, add_link = node
+    add_link(veth_name("default", "guarded"), 1500)
+    add_link(veth_name("default", "free"), 1500)
+    client = FakeClient([pod("guarded"), pod("free")], refuse={("default", "guarded")})
+    agent = make_agent(node, client)
+    passes = iter(range(0, 1000, 10))  # each pass one 10 s interval later
+    agent.clock = lambda: float(next(passes))
+    agent.step()
+    assert evictions(client) == [("default", "guarded"), ("default", "free")]
+    assert "eviction refused by a PodDisruptionBudget" in capsys.readouterr().out
+    agent.step()  # the config is right now, but the refused pod keeps pod checks due
+    assert evictions(client)[2:] == [("default", "guarded")]
+    client.refuse.clear()
+    agent.step()
+    assert evictions(client)[3:] == [("default", "guarded")]
+    assert agent.pending == set()
+    agent.step()  # nothing pending, nothing changed, resync not due: no list call
+    assert [call[0] for call in client.calls].count("list") == 3
+
+
+def test_rewritten_config_is_repaired_and_pods_rechecked(node, capsys):
+    path, _, _ = node
+    clock = [0.0]
+    client = FakeClient([])
+    agent = make_agent(node, client, "--interval", "10")
+    agent.clock = lambda: clock[0]
+    agent.step()
+    clock[0] = 100.0
+    path.write_text(CONFLIST)  # install-cni starts again and rewrites the file
+    agent.step()
+    assert json.loads(path.read_text())["plugins"][0]["mtu"] == 1440
+    assert [call[0] for call in client.calls] == ["list", "list"]
+    assert capsys.readouterr().out.count("set conflist mtu") == 2
+
+
+def test_bad_config_logs_and_evicts_nothing(node, capsys):
+    path, _, add_link = node
+    path.write_text('{"plugins": [{"type": "flannel"}]}')
+    add_link(veth_name("default", "wrong"), 1500)
+    client = FakeClient([pod("wrong")])
+    make_agent(node, client).step()
+    assert client.calls == []
+    assert "cannot set the MTU, will retry" in capsys.readouterr().out
+    assert path.read_text() == '{"plugins": [{"type": "flannel"}]}'
+
+
+def test_api_failure_is_logged_and_retried(node, capsys):
+    class Down(FakeClient):
+        def list(self, path, **query):
+            raise KubeError("GET /api/v1/pods: connection refused")
+    agent = make_agent(node, Down([]))
+    agent.step()
+    assert "API call failed, will retry" in capsys.readouterr().out
+    assert agent.next_pod_check is None
+
+
+def test_explicit_mtu_and_arguments(node):
+    _, _, add_link = node
+    add_link(veth_name("default", "a"), 1410)
+    client = FakeClient([pod("a")])
+    make_agent(node, client, "--mtu", "1410", "--encapsulation", "vxlan", "--once").step()
+    assert evictions(client) == []
+    assert json.loads(node[0].read_text())["plugins"][0]["mtu"] == 1410
+    assert mtu_agent.parse_args(["--once"]).max_iterations == 1
