@@ -93,7 +93,8 @@ def main(argv=None):
         sys.stderr.write("usage: agent {%s} [options]\n" % ",".join(sorted(FIXES)))
         return 2
     fix = argv[0]
-    package = __name__.rpartition(".")[0] or None
+    # __package__, not __name__: under `python3 -m ...agent` the name is "__main__".
+    package = __package__ or None
     module = importlib.import_module("%s.%s" % (package, FIXES[fix]) if package else FIXES[fix])
     return module.agent_main(argv[1:])
 
