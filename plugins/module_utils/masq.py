@@ -460,8 +460,9 @@ def reconcile(spec, run, backend="auto", lock_timeout=DEFAULT_LOCK_TIMEOUT, chec
                 ipt.restore(plan.payload)
             result["changed"] = result["changed"] or plan.changed
             result["drift"] += ["%s: %s" % (family, item) for item in plan.drift]
-            result["before"][family] = before.lines(spec.chain)
-            result["after"][family] = plan.after.lines(spec.chain)
+            if family == "ipv4" or spec.destinations(family) or plan.changed:
+                result["before"][family] = before.lines(spec.chain)
+                result["after"][family] = plan.after.lines(spec.chain)
             result["rules" if family == "ipv4" else "rules_ipv6"] = (
                 [] if plan.after.chain_rules is None
                 else ["-N %s" % spec.chain] + [render_line(rule) for rule in plan.after.chain_rules])
