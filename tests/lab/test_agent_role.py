@@ -1,0 +1,87 @@
+"""The internal agent role against the lab API server: apply, idempotence, check mode, rollout, absent."""
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.cluster
+
+PLAY = """
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  vars:
+    ansible_python_interpreter: "{{ ansible_playbook_python }}"
+  tasks:
+    - name: Agent
+      ansible.builtin.include_role:
+        name: netmend.k8s.agent
+      vars:
+        agent_fix: pod_poke
+        agent_namespace: %(namespace)s
+        agent_state: %(state)s
+        agent_rbac_rules:
+          - apiGroups: [""]
+            resources: [pods]
+            verbs: [list, watch]
+        agent_args: ["--interval", "5"]
+"""
+
+
+def play(namespace, state="present"):
+    return PLAY % {"namespace": namespace, "state": state}
+
+
+@pytest.fixture
+def agent_namespace(kube_admin):
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    name = "netmend-test-agent"
+    yield name
+    try:
+        client.CoreV1Api(kube_admin).delete_namespace(name)
+    except ApiException as exc:
+        assert exc.status == 404
+
+
+def test_agent_role_lifecycle(run_playbook, kube_admin, agent_namespace):
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    apps = client.AppsV1Api(kube_admin)
+    core = client.CoreV1Api(kube_admin)
+
+    checked = run_playbook(play(agent_namespace), check=True)
+    assert checked.returncode == 0, checked.stdout
+    with pytest.raises(ApiException):
+        core.read_namespace(agent_namespace)
+
+    first = run_playbook(play(agent_namespace))
+    assert first.returncode == 0, first.stdout
+    assert first.recap["changed"] >= 2
+    assert "3 of 3 updated, 3 available" in first.stdout
+
+    ds = apps.read_namespaced_daemon_set("netmend-pod-poke", agent_namespace)
+    spec = ds.spec.template.spec
+    assert spec.containers[0].command[-1] == "pod_poke"
+    assert spec.tolerations[0].operator == "Exists"
+    assert ds.spec.update_strategy.rolling_update.max_unavailable == 1
+    cm = core.read_namespaced_config_map("netmend-pod-poke-code", agent_namespace)
+    assert set(cm.data) == {"agent.py", "kube_lite.py"}
+    with open("plugins/module_utils/kube_lite.py", encoding="utf-8") as handle:
+        assert cm.data["kube_lite.py"] == handle.read()
+    labels = core.read_namespace(agent_namespace).metadata.labels
+    assert labels["pod-security.kubernetes.io/enforce"] == "privileged"
+
+    second = run_playbook(play(agent_namespace))
+    assert second.returncode == 0, second.stdout
+    assert second.recap["changed"] == 0, second.stdout
+
+    gone = run_playbook(play(agent_namespace, "absent"))
+    assert gone.returncode == 0, gone.stdout
+    rbac = client.RbacAuthorizationV1Api(kube_admin)
+    with pytest.raises(ApiException) as missing:
+        rbac.read_cluster_role("netmend-pod-poke")
+    assert missing.value.status == 404
+    again = run_playbook(play(agent_namespace, "absent"))
+    assert again.returncode == 0 and again.recap["changed"] == 0, again.stdout
