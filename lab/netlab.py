@@ -276,7 +276,7 @@ class Host:
         self.kind = kind
         self.node = None        # pods: the node Host
         self.host_veth = None   # pods: node-side veth name
-        self.ips = []           # pods/hosts: their addresses (strings, no prefix)
+        self.ips = []           # addresses (no prefix): pods, hosts; nodes: underlay ones
         self.mtu = None
 
     def __repr__(self):
@@ -516,10 +516,14 @@ class Netlab:
         self._sync_routes()
         return pod
 
-    def add_host(self, name, behind, subnet="10.11.0.0/24", mtu=1500):
+    def add_host(self, name, behind, subnet="10.11.0.0/24", mtu=1500, default_route=True):
         """A routed host on its own link behind ``behind``: the node gets the subnet's
-        first address, the host the second and a default route via the node.  Other
-        connected nodes route the subnet via ``behind``."""
+        first address (``host.gateway``, node side link ``host.node_ifname``), the host
+        the second.  Other connected nodes route the subnet via ``behind``.
+
+        With ``default_route=False`` the host only knows its own subnet, like a VPN
+        peer that has no route back to the pod network: pod traffic reaches it but is
+        only answered when the node source-NATs it to ``host.gateway``."""
         node = self._host(behind)
         net = ipaddress.ip_network(subnet)
         gw_ip, host_ip = net[1], net[2]
@@ -535,8 +539,7 @@ class Netlab:
         host.batch([
             f"addr add {host_ip}/{net.prefixlen} dev eth0" + (" nodad" if net.version == 6 else ""),
             "link set eth0 up",
-            f"route replace default via {gw_ip} dev eth0",
-        ])
+        ] + ([f"route replace default via {gw_ip} dev eth0"] if default_route else []))
         host.gateway = str(gw_ip)
         self._sync_routes()
         return host
@@ -571,6 +574,7 @@ class Netlab:
             underlay.ifname[node.name] = ifname
             underlay.ips[node.name] = str(net[index + 1])
             underlay.ips6[node.name] = str(net6[index + 1])
+            node.ips += [underlay.ips[node.name], underlay.ips6[node.name]]
             if kind == "vxlan":
                 underlay.tunnel_ips[node.name] = str(tunnels[index + 1])
                 underlay.tunnel_ips6[node.name] = str(tunnels6[index + 1])
@@ -594,8 +598,10 @@ class Netlab:
                     if peer is node:
                         continue
                     mac = underlay.tunnel_macs[peer.name]
-                    lines += [f"neigh replace {underlay.tunnel_ips[peer.name]} lladdr {mac} dev {VXLAN_DEVICE} nud permanent",
-                              f"neigh replace {underlay.tunnel_ips6[peer.name]} lladdr {mac} dev {VXLAN_DEVICE} nud permanent"]
+                    for vtep in (underlay.tunnel_ips[peer.name], underlay.tunnel_ips6[peer.name]):
+                        # the route lets a node answer traffic sourced from a peer's VTEP address
+                        lines += [f"neigh replace {vtep} lladdr {mac} dev {VXLAN_DEVICE} nud permanent",
+                                  f"route replace {vtep} dev {VXLAN_DEVICE} scope link"]
                     fdb.append(f"fdb append {mac} dev {VXLAN_DEVICE} dst {underlay.ips[peer.name]}")
             node.batch(lines)
             _batch("bridge", fdb, node.netns)

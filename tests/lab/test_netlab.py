@@ -222,3 +222,26 @@ def test_three_hundred_pods_on_three_nodes():
     print(f"300 pods on 3 nodes: built and torn down in {time.monotonic() - start:.2f}s")
     assert built < 300 * 0.2
     assert leftovers(lab.prefix) == []
+
+
+@pytest.mark.parametrize("kind", ["bridge", "vxlan"])
+def test_nodes_reach_pods_on_other_nodes(netlab, kind):
+    """pod_poke runs on the node network: a node pings pods everywhere."""
+    node1, node2 = netlab.add_node("node1"), netlab.add_node("node2")
+    netlab.connect_nodes([node1, node2], kind=kind)
+    far = netlab.add_pod(node2, "far", ["10.244.2.2", "fd00:244::22"])
+    assert node1.reaches(far.ip)
+    assert node1.reaches("fd00:244::22")
+    assert node1.ips == ["192.168.200.1", "fd00:c0a8:c800::1"]
+    assert far.reaches(node1.ip)
+
+
+def test_vpn_host_without_route_back_only_answers_masqueraded_pods(netlab):
+    node = netlab.add_node("node1")
+    pod = netlab.add_pod(node, "a", "10.244.1.2")
+    vpn = netlab.add_host("vpn", behind=node, default_route=False)
+    with vpn.icmp_capture() as capture:
+        assert not pod.reaches(vpn.ip, timeout=0.5)
+        assert capture.sources(wait=2, count=1) == [pod.ip]
+    node.iptables("-t", "nat", "-A", "POSTROUTING", "-d", vpn.subnet, "-j", "MASQUERADE")
+    assert pod.reaches(vpn.ip)
