@@ -407,7 +407,7 @@ class Matcher:
         return probe
 
 
-def sweep(raw_targets, timeout=1.0, count=1, size=56, dont_fragment=False, mtu_probe=None, rate=None,
+def sweep(targets, timeout=1.0, count=1, size=56, dont_fragment=False, mtu_probe=None, rate=None,
           channel_factory=open_channel, clock=time.monotonic, poll_factory=select.poll):
     """Probe every target and return the classified result (see ``classify``).
 
@@ -417,7 +417,7 @@ def sweep(raw_targets, timeout=1.0, count=1, size=56, dont_fragment=False, mtu_p
     that is ``timeout`` after the start, whatever the number of targets.
     """
     check_options(timeout, count, size, mtu_probe, rate)
-    targets = parse_targets(raw_targets)
+    targets = parse_targets(targets)
     started = clock()
     channels = {}
     try:
