@@ -1,0 +1,223 @@
+# Copyright: netmend.k8s contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""masq_rule with real packets: a pod behind a GKE-like node, a VPN host behind the node.
+
+Topology (all network namespaces of lab/netlab.py; the host's own iptables is never touched)::
+
+    pod 10.4.0.5 --cali veth-- node --h-vpn-- vpn host   10.11.0.2 (node side 10.11.0.1)
+                                   --h-peer-- peer host  10.12.0.2 (another 10.x range)
+                                   --h-inet-- inet host  192.0.2.2 (outside 10/8)
+
+The node's nat table is GKE-like: POSTROUTING jumps to KUBE-POSTROUTING and to
+IP-MASQ, which RETURNs 10.0.0.0/8 and MASQUERADEs the rest, so pod traffic to the
+VPN keeps the pod's address. The VPN host records the source of each ICMP echo.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from ansible_collections.netmend.k8s.plugins.module_utils import masq
+
+pytestmark = pytest.mark.netlab
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COLLECTIONS = os.path.join(REPO, ".build", "collections")
+ANSIBLE = os.path.join(os.path.dirname(sys.executable), "ansible")
+AGENT = "ansible_collections.netmend.k8s.plugins.module_utils.agent"
+POD_IP = "10.4.0.5"
+VPN = "10.11.0.0/24"
+GKE_NAT = """*nat
+:KUBE-POSTROUTING - [0:0]
+:IP-MASQ - [0:0]
+-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING
+-A POSTROUTING -m comment --comment "ip-masq-agent: ensure nat POSTROUTING directs all non-LOCAL destination traffic to our custom IP-MASQ chain" -m addrtype ! --dst-type LOCAL -j IP-MASQ
+-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN
+-A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0
+-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully
+-A IP-MASQ -d 10.0.0.0/8 -m comment --comment "ip-masq-agent: local traffic is not subject to MASQUERADE" -j RETURN
+-A IP-MASQ -m comment --comment "ip-masq-agent: outbound traffic is subject to MASQUERADE (must be last in chain)" -j MASQUERADE
+COMMIT
+"""
+
+
+@pytest.fixture
+def gke(netlab):
+    """The topology above; returns a namespace-like object with node, pod, vpn, peer, inet."""
+    node = netlab.add_node("node")
+    pod = netlab.add_pod("node", "vpn-client", POD_IP)
+    vpn = netlab.add_host("vpn", behind="node", subnet=VPN)
+    peer = netlab.add_host("peer", behind="node", subnet="10.12.0.0/24")
+    inet = netlab.add_host("inet", behind="node", subnet="192.0.2.0/24")
+    node.run(["iptables-restore", "--noflush", "-w", "5"], input=GKE_NAT)
+    lab = type("Gke", (), {})()
+    lab.node, lab.pod, lab.vpn, lab.peer, lab.inet, lab.netlab = node, pod, vpn, peer, inet, netlab
+    return lab
+
+
+def source_seen(pod, host):
+    """Send one echo from the pod to ``host``; the source address the host saw."""
+    with host.icmp_capture() as capture:
+        assert pod.reaches(host.ip), "no echo reply from %s" % host.ip
+        sources = capture.sources(wait=2.0, count=1)
+    assert sources, "%s saw no echo request" % host.name
+    return sources[0]
+
+
+def save(node):
+    return "\n".join(line for family in ("iptables-save", "ip6tables-save")
+                     for line in node.run([family]).stdout.splitlines() if not line.startswith("#"))
+
+
+def run_module(node, args, check=False, diff=False, tmp_path=None):
+    """``ansible localhost -m netmend.k8s.masq_rule`` inside the node's namespace; the JSON result."""
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_STDOUT_CALLBACK="json",
+               ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_NOCOLOR="1",
+               ANSIBLE_PYTHON_INTERPRETER=sys.executable, ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
+    argv = [ANSIBLE, "localhost", "-c", "local", "-i", "localhost,", "-m", "netmend.k8s.masq_rule",
+            "-a", json.dumps(args)] + (["--check"] if check else []) + (["--diff"] if diff else [])
+    proc = node.run(argv, check=False, env=env, timeout=120)
+    output = json.loads(proc.stdout)
+    return output["plays"][0]["tasks"][0]["hosts"]["localhost"]
+
+
+def test_vpn_sees_pod_ip_before_and_node_ip_after(gke):
+    assert source_seen(gke.pod, gke.vpn) == POD_IP  # the field report's fault
+    assert source_seen(gke.pod, gke.inet) == "192.0.2.1"  # the GKE-like table masquerades outside 10/8
+
+    first = run_module(gke.node, {"cidrs": [VPN]})
+    assert first["changed"] is True, first
+    assert first["backend"] == "nft"
+    assert first["cidrs"] == [VPN]
+    assert first["rules"] == ["-N NETMEND-MASQ", '-A NETMEND-MASQ -d 10.11.0.0/24 -m comment --comment '
+                              '"netmend masq_rule: 10.11.0.0/24" -j MASQUERADE']
+
+    assert source_seen(gke.pod, gke.vpn) == gke.vpn.gateway  # the node's address on the VPN link
+    assert source_seen(gke.pod, gke.peer) == POD_IP  # other 10.x destinations are still not NATed
+    postrouting = gke.node.run(["iptables", "-t", "nat", "-S", "POSTROUTING"]).stdout.splitlines()
+    assert postrouting[1].endswith("-j NETMEND-MASQ")  # first rule, before kube-proxy's and ip-masq-agent's
+    assert len(postrouting) == 4
+
+    second = run_module(gke.node, {"cidrs": [VPN]})
+    assert second["changed"] is False, second
+    assert second["drift"] == []
+
+
+def test_check_mode_and_diff_change_nothing(gke):
+    before = save(gke.node)
+    result = run_module(gke.node, {"cidrs": [VPN, "10.11.0.0/25"]}, check=True, diff=True)
+    assert result["changed"] is True
+    assert "-A NETMEND-MASQ -d 10.11.0.0/24" in result["diff"]["after"]
+    assert "NETMEND-MASQ" not in result["diff"]["before"]
+    assert save(gke.node) == before
+    assert source_seen(gke.pod, gke.vpn) == POD_IP
+
+
+@pytest.mark.parametrize("args, message", [
+    ({"cidrs": ["10.11.0.1/24"]}, "misaligned CIDR '10.11.0.1/24'"),
+    ({"cidrs": ["10.11.0.999/24"]}, "invalid CIDR '10.11.0.999/24'"),
+    ({"cidrs": []}, "cidrs is empty"),
+    ({"cidrs": [VPN], "chain": "-BAD"}, "invalid chain name '-BAD'"),
+    ({"cidrs": [VPN], "chain": "NETMEND-MASQUERADE-FOR-THE-VPN"}, "invalid chain name 'NETMEND-MASQUERADE-FOR-THE-VPN'"),
+])
+def test_bad_input_leaves_iptables_save_identical(gke, args, message):
+    run_module(gke.node, {"cidrs": [VPN]})  # an existing chain must survive bad input too
+    before = save(gke.node)
+    result = run_module(gke.node, args)
+    assert result.get("failed") is True
+    assert message in result["msg"]
+    assert save(gke.node) == before
+
+
+def test_absent_removes_only_ours(gke):
+    pristine = save(gke.node)
+    run_module(gke.node, {"cidrs": [VPN, "fd00:11::/64"]})
+    assert "NETMEND-MASQ" in gke.node.run(["ip6tables-save", "-t", "nat"]).stdout
+    result = run_module(gke.node, {"state": "absent"})
+    assert result["changed"] is True
+    # The IPv4 table is back byte for byte; IPv6 keeps only its (now empty) builtin nat chains,
+    # which iptables-nft created when our chain was first written.
+    assert save(gke.node).split("\n*nat\n")[0] == pristine
+    ip6 = gke.node.run(["ip6tables-save", "-t", "nat"]).stdout
+    assert "NETMEND-MASQ" not in ip6 and "\n-A " not in ip6
+    assert run_module(gke.node, {"state": "absent"})["changed"] is False
+
+
+def test_agent_repairs_deletion_and_reordering_within_its_interval(gke, tmp_path):
+    interval = 0.5
+    env = dict(os.environ, PYTHONPATH=COLLECTIONS)
+    agent = gke.node.popen([sys.executable, "-u", "-m", AGENT, "masq_rule", "--cidr", VPN, "--interval", str(interval),
+                            "--lock-file", str(tmp_path / "lock"), "--max-iterations", "40"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(agent.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: any(" repaired " in line for line in lines), 10, lines)
+        assert source_seen(gke.pod, gke.vpn) == gke.vpn.gateway
+
+        damages = [
+            (["-D", "NETMEND-MASQ", "1"], "rule missing: -A NETMEND-MASQ -d 10.11.0.0/24"),
+            (["-D", "POSTROUTING", "1"], "jump from POSTROUTING missing"),
+            # reordering: a kube-proxy-like jump pushed on top of ours
+            (["-I", "POSTROUTING", "1", "-j", "KUBE-POSTROUTING"], "jump not first in POSTROUTING (rule 2)"),
+        ]
+        for damage, finding in damages:
+            repairs = [line for line in lines if " repaired " in line]
+            gke.node.iptables("-t", "nat", *damage)
+            broken_at = time.monotonic()
+            wait_for(lambda: len([line for line in lines if " repaired " in line]) > len(repairs), interval * 3, lines)
+            assert time.monotonic() - broken_at <= interval * 3
+            new = [line for line in lines if " repaired " in line][len(repairs):]
+            assert len(new) == 1 and finding in new[0], new  # one log line per repair, naming what it found
+        assert len([line for line in lines if " repaired " in line]) == 4  # the first apply + three repairs
+        assert gke.node.run(["iptables", "-t", "nat", "-S", "POSTROUTING"]).stdout.splitlines()[1].endswith(
+            "-j NETMEND-MASQ")
+        assert source_seen(gke.pod, gke.vpn) == gke.vpn.gateway
+        assert source_seen(gke.pod, gke.peer) == POD_IP
+    finally:
+        gke.netlab.kill(agent)
+
+
+def wait_for(predicate, timeout, lines):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out; agent said:\n" + "".join(lines)
+        time.sleep(0.05)
+
+
+def test_two_writers_at_once_leave_one_consistent_chain(gke, tmp_path):
+    run = masq.Runner(["ip", "netns", "exec", gke.node.netns])
+    spec = masq.Spec(cidrs=[VPN, "10.13.0.0/16"])
+    lock = str(tmp_path / "lock")
+    for _ in range(5):
+        barrier = threading.Barrier(2)
+        errors = []
+
+        def writer():
+            barrier.wait()
+            try:
+                masq.reconcile(spec, run, backend="nft", lock_file=lock)
+            except masq.MasqError as exc:  # pragma: no cover - reported by the assertion below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=writer) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert errors == []
+        nat = gke.node.run(["iptables-save", "-t", "nat"]).stdout
+        assert len(re.findall(r"^-A POSTROUTING .*-j NETMEND-MASQ$", nat, re.M)) == 1
+        assert len(re.findall(r"^-A NETMEND-MASQ ", nat, re.M)) == 2
+        result, _ = masq.reconcile(spec, run, backend="nft", lock_file=lock)
+        assert result["changed"] is False
+        masq.reconcile(masq.Spec(state="absent"), run, backend="nft", lock_file=lock)
+        assert "NETMEND-MASQ" not in gke.node.run(["iptables-save", "-t", "nat"]).stdout
