@@ -107,9 +107,9 @@ def leftovers(prefix=LAB_BASE):
     return found
 
 
-def session_prefix():
+def session_prefix(base=LAB_BASE):
     """Prefix shared by every lab this process creates (for a session-end check)."""
-    return f"{LAB_BASE}{os.getpid()}-"
+    return f"{base}{os.getpid()}-"
 
 
 def reap_stale(base=LAB_BASE):
@@ -405,10 +405,13 @@ class Underlay:
 
 
 class Netlab:
-    """A set of namespaces torn down together; use as a context manager."""
+    """A set of namespaces torn down together; use as a context manager.
 
-    def __init__(self, prefix=None):
-        self.prefix = prefix or f"{session_prefix()}{next(_COUNTER)}-"
+    ``prefix`` is the base of the names; the instance's own prefix
+    (``self.prefix``) adds this process's PID and a counter: ``nm4711-3-``."""
+
+    def __init__(self, prefix=LAB_BASE):
+        self.prefix = f"{session_prefix(prefix)}{next(_COUNTER)}-"
         self.hosts = {}
         self.processes = []
         self.underlays = []

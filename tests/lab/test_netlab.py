@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import re
 import time
 
 import pytest
@@ -186,6 +188,9 @@ def test_names_are_unique_per_lab_and_bad_input_fails(netlab):
         first = netlab.add_node("node1")
         second = other.add_node("node1")
         assert first.netns != second.netns
+        assert re.fullmatch(rf"nm{os.getpid()}-\d+-node1", second.netns)
+        assert f"netns:{second.netns}" in leftovers()
+    assert f"netns:{second.netns}" not in leftovers()
     with pytest.raises(NetlabError, match="already exists"):
         netlab.add_node("node1")
     with pytest.raises(NetlabError, match="unknown underlay kind"):
