@@ -480,8 +480,10 @@ def diff_text(lines_by_family):
 def build_parser():
     parser = argparse.ArgumentParser(prog="agent masq_rule",
                                      description="Keep the MASQUERADE chain for chosen destinations in place.")
-    parser.add_argument("--cidr", dest="cidrs", action="append", default=[], required=True,
+    parser.add_argument("--cidr", dest="cidrs", action="append", default=[],
                         help="destination CIDR to masquerade (repeat for more)")
+    parser.add_argument("--remove", action="store_true",
+                        help="remove the chain and its jump once, then idle until stopped (the role's absent state)")
     parser.add_argument("--source-cidr", dest="source_cidrs", action="append", default=[])
     parser.add_argument("--chain", default=DEFAULT_CHAIN)
     parser.add_argument("--random-fully", action="store_true")
@@ -503,7 +505,8 @@ def agent_main(argv, run=None, stopper=None):
     args = build_parser().parse_args(argv)
     try:
         spec = Spec(chain=args.chain, cidrs=args.cidrs, source_cidrs=args.source_cidrs,
-                    random_fully=args.random_fully, position=args.position)
+                    random_fully=args.random_fully, position=args.position,
+                    state="absent" if args.remove else "present")
     except MasqError as exc:
         agent.log("masq_rule", "bad configuration", error=str(exc))
         return 2
@@ -512,6 +515,12 @@ def agent_main(argv, run=None, stopper=None):
     for warning in spec.warnings:
         agent.log("masq_rule", "warning", detail=warning)
     backend = detect_backend(run) if args.backend == "auto" else args.backend
+    if args.remove:
+        result, _ = reconcile(spec, run, backend, args.lock_timeout, lock_file=args.lock_file)
+        agent.log("masq_rule", "removed" if result["changed"] else "nothing to remove", chain=spec.chain)
+        # A DaemonSet pod must keep running: idle until the role deletes the DaemonSet.
+        agent.run_every(lambda: None, args.interval, stopper, max_iterations=args.max_iterations)
+        return 0
     families = [family for family in FAMILIES if spec.destinations(family)]
     agent.log("masq_rule", "started", chain=spec.chain, cidrs=spec.cidrs, backend=backend,
               interval=args.interval, nsenter=args.nsenter)

@@ -474,3 +474,29 @@ def test_agent_nsenter_mode_prefixes_commands(monkeypatch, tmp_path):
                          "--lock-file", str(tmp_path / "lock")], stopper=CountingStopper(None, []))
     assert seen and all(argv[:6] == list(masq.NSENTER_PREFIX) for argv in seen)
     assert seen[0][6:] == ["iptables-nft", "-t", "mangle", "-S", "KUBE-IPTABLES-HINT"]
+
+
+def test_agent_remove_mode_deletes_chain_and_jump_then_idles(tmp_path):
+    table = FakeTable()
+    table.chains["NETMEND-MASQ"] = masq.parse_rules(RULE_VPN, "NETMEND-MASQ")
+    table.chains["POSTROUTING"].insert(0, masq.parse_rules(JUMP, "POSTROUTING")[0])
+    original = table.__call__
+
+    def with_delete_chain(argv, data=None):
+        if data and "-X NETMEND-MASQ" in data:
+            original(argv, data.replace("-X NETMEND-MASQ\n", ""))
+            del table.chains["NETMEND-MASQ"]
+            return 0, "", ""
+        return original(argv, data)
+
+    stopper = CountingStopper(table, [])
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = masq.agent_main(["--remove", "--backend", "nft", "--interval", "0.01", "--max-iterations", "3",
+                              "--lock-file", str(tmp_path / "lock")], run=with_delete_chain, stopper=stopper)
+    assert rc == 0
+    assert "NETMEND-MASQ" not in table.chains
+    assert [masq.render_line(r) for r in table.chains["POSTROUTING"]] == [KUBE_POST]
+    assert " masq_rule removed " in out.getvalue()
+    assert stopper.naps == 2  # idled until the bounded run ended, writing nothing more
+    assert sum(call[0].endswith("-restore") for call in table.calls) == 1
