@@ -1,0 +1,277 @@
+# Copyright: netmend.k8s contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import annotations
+
+import re
+import threading
+import urllib.request
+
+import pytest
+
+from ansible_collections.netmend.k8s.plugins.module_utils import agent
+from ansible_collections.netmend.k8s.plugins.module_utils import poke
+from ansible_collections.netmend.k8s.plugins.module_utils import poke_agent
+from ansible_collections.netmend.k8s.plugins.module_utils.kube_lite import KubeError
+
+
+def pod(name, namespace="default", ip="10.0.0.1", labels=None, phase="Running", ready=True, ips=None,
+        uid=None, version="1", deleting=False, node="n1"):
+    status = {"phase": phase, "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}
+    if ip:
+        status["podIP"] = ip
+    if ips:
+        status["podIPs"] = [{"ip": address} for address in ips]
+    metadata = {"name": name, "namespace": namespace, "labels": labels or {}, "uid": uid or namespace + "/" + name,
+                "resourceVersion": version}
+    if deleting:
+        metadata["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    return {"metadata": metadata, "spec": {"nodeName": node}, "status": status}
+
+
+@pytest.mark.parametrize("selector, labels, matches", [
+    ("", {}, True),
+    ("app=web", {"app": "web"}, True),
+    ("app==web", {"app": "web"}, True),
+    ("app=web", {"app": "db"}, False),
+    ("app!=web", {"app": "db"}, True),
+    ("app!=web", {}, True),
+    ("app!=web", {"app": "web"}, False),
+    ("tier", {"tier": "x"}, True),
+    ("tier", {}, False),
+    ("!tier", {}, True),
+    ("!tier", {"tier": ""}, False),
+    ("env in (prod, stage),app", {"env": "stage", "app": "a"}, True),
+    ("env in (prod,stage)", {"env": "dev"}, False),
+    ("env notin (prod)", {}, True),
+    ("env notin (prod)", {"env": "prod"}, False),
+    ("app.kubernetes.io/name=web,env=prod", {"app.kubernetes.io/name": "web", "env": "prod"}, True),
+    ("app.kubernetes.io/name=web,env=prod", {"app.kubernetes.io/name": "web"}, False),
+])
+def test_label_selector(selector, labels, matches):
+    assert poke_agent.selector_matches(poke_agent.parse_selector(selector), labels) is matches
+
+
+@pytest.mark.parametrize("selector", ["app=(web", "a b", "=x", "env in prod"])
+def test_bad_label_selector_is_named(selector):
+    with pytest.raises(poke.PokeError, match=re.escape(repr(selector))):
+        poke_agent.parse_selector(selector)
+
+
+FILTER_CASES = [
+    ("default excludes kube-system", {}, pod("dns", "kube-system"), []),
+    ("default takes other namespaces", {}, pod("web", "shop", ip="10.0.0.5"),
+     [{"ip": "10.0.0.5", "name": "web", "namespace": "shop", "node": "n1"}]),
+    ("no IP yet", {}, pod("web", ip=None, phase="Pending"), []),
+    ("finished pods are not pinged", {}, pod("job", phase="Succeeded"), []),
+    ("terminating pods are not pinged", {}, pod("old", deleting=True), []),
+    ("dual stack gives one target per IP", {}, pod("web", ips=["10.0.0.7", "fd00::7"]),
+     [{"ip": "10.0.0.7", "name": "web", "namespace": "default", "node": "n1"},
+      {"ip": "fd00::7", "name": "web", "namespace": "default", "node": "n1"}]),
+    ("namespace list", {"namespaces": ["a"]}, pod("web", "b"), []),
+    ("explicit kube-system wins over the default exclusion", {"namespaces": ["kube-system"]},
+     pod("dns", "kube-system", ip="10.0.0.10"),
+     [{"ip": "10.0.0.10", "name": "dns", "namespace": "kube-system", "node": "n1"}]),
+    ("no exclusions", {"exclude_namespaces": []}, pod("dns", "kube-system"), [{"ip": "10.0.0.1", "name": "dns",
+                                                                                "namespace": "kube-system", "node": "n1"}]),
+    ("selector", {"label_selector": "app=web"}, pod("db", labels={"app": "db"}), []),
+    ("only not ready skips ready pods", {"only_not_ready": True}, pod("web", ready=True), []),
+    ("only not ready keeps unready pods", {"only_not_ready": True}, pod("web", ready=False),
+     [{"ip": "10.0.0.1", "name": "web", "namespace": "default", "node": "n1"}]),
+]
+
+
+@pytest.mark.parametrize("options, obj, expected", [case[1:] for case in FILTER_CASES],
+                         ids=[case[0] for case in FILTER_CASES])
+def test_pod_filter_targets(options, obj, expected):
+    assert poke_agent.PodFilter(**options).targets(obj) == expected
+
+
+@pytest.mark.parametrize("options, path, query", [
+    ({}, "/api/v1/pods", {"fieldSelector": "metadata.namespace!=kube-system"}),
+    ({"namespaces": ["shop"]}, "/api/v1/namespaces/shop/pods", {}),
+    ({"namespaces": ["a", "b"], "label_selector": "app=web"}, "/api/v1/pods",
+     {"labelSelector": "app=web", "fieldSelector": "metadata.namespace!=kube-system"}),
+    ({"exclude_namespaces": ["kube-system", "monitoring"]}, "/api/v1/pods",
+     {"fieldSelector": "metadata.namespace!=kube-system,metadata.namespace!=monitoring"}),
+    ({"exclude_namespaces": []}, "/api/v1/pods", {}),
+])
+def test_pod_filter_server_side_selectors(options, path, query):
+    pod_filter = poke_agent.PodFilter(**options)
+    assert pod_filter.path() == path
+    assert pod_filter.query() == query
+
+
+class FakeClient:
+    """Answers list with ``pods`` and each watch with the next batch of events (or an exception)."""
+
+    def __init__(self, pods, watches, version="100"):
+        self.idle = threading.Event()  # an exhausted watch blocks like a quiet one, until this is set
+        self.pods = pods
+        self.watches = list(watches)
+        self.version = version
+        self.calls = []
+
+    def list(self, path, **query):
+        self.calls.append(("list", path, query))
+        return {"items": list(self.pods), "metadata": {"resourceVersion": self.version}}
+
+    def watch(self, path, resource_version, timeout_seconds=60, **query):
+        self.calls.append(("watch", resource_version, query))
+        if not self.watches:
+            self.idle.wait(5)
+            return
+        batch = self.watches.pop(0)
+        if isinstance(batch, Exception):
+            raise batch
+        yield from batch
+
+
+def ips(targets):
+    return sorted(target["ip"] for target in targets.snapshot())
+
+
+def test_targets_follow_watch_events_without_relisting():
+    client = FakeClient([pod("a", ip="10.0.0.1", uid="u1"), pod("dns", "kube-system", ip="10.0.0.2")], [
+        [{"type": "ADDED", "object": pod("b", ip="10.0.0.3", uid="u2", version="101")},
+         {"type": "MODIFIED", "object": pod("a", ip="10.0.0.1", uid="u1", version="102", deleting=True)},
+         {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "150"}}}],
+        [{"type": "ADDED", "object": pod("c", ip="10.0.0.4", uid="u3", version="151")},
+         {"type": "DELETED", "object": pod("b", ip="10.0.0.3", uid="u2", version="152")}],
+    ])
+    targets = poke_agent.PodTargets(client, poke_agent.PodFilter(), log=lambda *a, **k: None)
+    targets.relist()
+    assert ips(targets) == ["10.0.0.1"]
+    targets.watch_once()
+    assert ips(targets) == ["10.0.0.3"]
+    assert targets.resource_version == "150"
+    targets.watch_once()
+    assert ips(targets) == ["10.0.0.4"]
+    assert [call[0] for call in client.calls] == ["list", "watch", "watch"]
+    assert [call[1] for call in client.calls[1:]] == ["100", "150"]
+    assert targets.metrics.requests == {"list": 1, "watch": 2}
+
+
+def test_gone_relists_and_other_errors_propagate():
+    logs = []
+    client = FakeClient([pod("a", uid="u1")], [KubeError("too old", status=410), [], KubeError("boom", status=500)])
+    targets = poke_agent.PodTargets(client, poke_agent.PodFilter(), log=lambda *a, **k: logs.append((a, k)))
+    targets.relist()
+    targets.watch_once()
+    assert targets.resource_version is None and logs[0][0][1] == "watch expired, listing again"
+    targets.watch_once()
+    assert [call[0] for call in client.calls] == ["list", "watch", "list", "watch"]
+    with pytest.raises(KubeError):
+        targets.watch_once()
+
+
+def test_only_not_ready_drops_pods_that_become_ready():
+    client = FakeClient([pod("a", uid="u1", ready=False)], [
+        [{"type": "MODIFIED", "object": pod("a", uid="u1", ready=True, version="101")}]])
+    targets = poke_agent.PodTargets(client, poke_agent.PodFilter(only_not_ready=True), log=lambda *a, **k: None)
+    targets.relist()
+    assert ips(targets) == ["10.0.0.1"]
+    targets.watch_once()
+    assert ips(targets) == []
+
+
+def result_for(up, down):
+    return {"total": len(up) + len(down),
+            "reachable": [{"ip": ip, "rtt_ms": 0.7, "name": "p", "namespace": "ns"} for ip in up],
+            "unreachable": [{"ip": ip, "rtt_ms": None, "reason": "timeout", "name": "p", "namespace": "ns",
+                             "node": "n2"} for ip in down],
+            "mtu_blackholed": [], "mtu_limited": [], "duration_s": 1.0}
+
+
+class StaticTargets:
+    def __init__(self, ips):
+        self.ips = ips
+
+    def snapshot(self):
+        return [{"ip": ip} for ip in self.ips]
+
+
+def test_sweeper_logs_each_newly_unreachable_target_once():
+    outcomes = [result_for(["10.0.0.1"], ["10.0.0.2"]), result_for(["10.0.0.1"], ["10.0.0.2"]),
+                result_for([], ["10.0.0.1", "10.0.0.2"]), result_for(["10.0.0.1", "10.0.0.2"], [])]
+    logs = []
+    sweeper = poke_agent.Sweeper(StaticTargets(["10.0.0.1", "10.0.0.2"]), poke_agent.Metrics(), {},
+                                 sweep=lambda targets, **options: outcomes.pop(0),
+                                 log=lambda fix, message, **fields: logs.append((message, fields.get("ip"))))
+    for _ in range(4):
+        sweeper()
+    assert logs == [("unreachable", "10.0.0.2"), ("sweep", None), ("sweep", None),
+                    ("unreachable", "10.0.0.1"), ("sweep", None), ("sweep", None)]
+
+
+def test_metrics_text_format():
+    metrics = poke_agent.Metrics("node-1")
+    metrics.count_request("list")
+    metrics.observe(result_for(["10.0.0.1", "10.0.0.2"], ["10.0.0.3"]))
+    text = metrics.render()
+    assert 'netmend_pod_poke_sweeps_total{node="node-1"} 1\n' in text
+    assert 'netmend_pod_poke_targets{node="node-1"} 3\n' in text
+    assert 'netmend_pod_poke_unreachable{node="node-1"} 1\n' in text
+    assert 'netmend_pod_poke_api_requests_total{node="node-1",verb="list"} 1\n' in text
+    assert 'netmend_pod_poke_rtt_seconds_bucket{node="node-1",le="0.0005"} 0\n' in text
+    assert 'netmend_pod_poke_rtt_seconds_bucket{node="node-1",le="0.001"} 2\n' in text
+    assert 'netmend_pod_poke_rtt_seconds_bucket{node="node-1",le="+Inf"} 2\n' in text
+    assert 'netmend_pod_poke_rtt_seconds_count{node="node-1"} 2\n' in text
+    sample = re.compile(r'^netmend_pod_poke_[a-z_]+(\{[a-z]+="[^"]*"(,[a-z]+="[^"]*")*\})? [0-9.e+-]+$')
+    for line in text.splitlines():
+        assert line.startswith("# HELP ") or line.startswith("# TYPE ") or sample.match(line), line
+    types = re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M)
+    assert ("netmend_pod_poke_rtt_seconds", "histogram") in types
+    assert ("netmend_pod_poke_sweeps_total", "counter") in types
+
+
+def test_agent_main_bounded_run_serves_metrics(capsys):
+    client = FakeClient([pod("a", ip="10.0.0.1", uid="u1"), pod("b", ip="10.0.0.2", uid="u2")],
+                        [])
+    seen = []
+
+    def fake_sweep(targets, **options):
+        seen.append((sorted(t["ip"] for t in targets), options))
+        return result_for(["10.0.0.1"], ["10.0.0.2"])
+
+    stopper = agent.Stopper()
+    client.idle = stopper.event
+    rc = poke_agent.agent_main(["--interval", "0.01", "--max-iterations", "3", "--metrics-port", "0",
+                                "--metrics-address", "127.0.0.1", "--mtu-probe", "1400"],
+                               client=client, sweep=fake_sweep, stopper=stopper)
+    assert rc == 0
+    assert len(seen) == 3 and seen[0][0] == ["10.0.0.1", "10.0.0.2"]
+    assert seen[0][1] == {"timeout": 1.0, "count": 1, "size": 56, "mtu_probe": 1400, "rate": None}
+    out = capsys.readouterr().out
+    assert out.count(" pod_poke sweep ") == 3
+    assert out.count(" pod_poke unreachable ") == 1
+    port = int(re.search(r"serving metrics port=(\d+)", out).group(1))
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as response:
+        body = response.read().decode()
+    assert "netmend_pod_poke_sweeps_total{node=\"\"} 3" in body
+    assert sum(1 for call in client.calls if call[0] == "list") == 1
+    assert stopper.stopped
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--timeout", "0"], "timeout must be greater than 0"),
+    (["--label-selector", "a b"], "invalid label selector"),
+])
+def test_agent_main_rejects_bad_options(capsys, argv, message):
+    assert poke_agent.agent_main(argv, client=FakeClient([], []), stopper=agent.Stopper()) == 2
+    assert message in capsys.readouterr().out
+
+
+def test_agent_main_names_missing_cap_net_raw(capsys):
+    def refused(targets, **options):
+        raise poke.PokeError("cannot open an ICMP socket for IPv4: a raw socket needs CAP_NET_RAW")
+    stopper = agent.Stopper()
+    client = FakeClient([pod("a")], [])
+    client.idle = stopper.event
+    rc = poke_agent.agent_main(["--once", "--metrics-port", "-1"], client=client, sweep=refused, stopper=stopper)
+    assert rc == 1
+    assert "CAP_NET_RAW" in capsys.readouterr().out
+
+
+def test_dispatch_from_the_agent_entry_point():
+    assert agent.FIXES["pod_poke"] == "poke_agent"
+    assert threading.current_thread() is threading.main_thread()
