@@ -274,10 +274,15 @@ class Host:
         self.name = name
         self.netns = netns
         self.kind = kind
-        self.node = None        # pods: the node Host
-        self.host_veth = None   # pods: node-side veth name
+        self.node = None        # pods, hosts: the node Host they hang off
         self.ips = []           # addresses (no prefix): pods, hosts; nodes: underlay ones
-        self.mtu = None
+        self.mtu = None         # pods, hosts: MTU of their eth0 link
+        self.host_veth = None   # pods: node-side veth name (cali...)
+        self.pod_name = None    # pods: Kubernetes name and namespace
+        self.namespace = None
+        self.subnet = None      # hosts: their link's subnet, the node's address on it
+        self.gateway = None     # and the node-side interface name
+        self.node_ifname = None
 
     def __repr__(self):
         return f"Host({self.kind} {self.name} netns={self.netns})"
