@@ -1,0 +1,215 @@
+# Copyright: netmend.k8s contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The calico_mtu role by ansible-playbook against the lab API server, for the three install styles:
+manifest (calico-config + calico-node), operator (Installation) and platform-reconciled (-> agent)."""
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.cluster
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PREPARE = os.path.join(REPO, "extensions", "molecule", "default", "prepare_calico.yml")
+AGENT_NAMESPACE = "netmend-test-calico-mtu"
+ANNOTATION = "netmend.io/calico-mtu"
+
+PLAY = """
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  vars:
+    ansible_python_interpreter: "{{ ansible_playbook_python }}"
+  tasks:
+    - name: Calico MTU
+      ansible.builtin.include_role:
+        name: netmend.k8s.calico_mtu
+"""
+
+PREPARE_PLAY = """
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  vars:
+    ansible_python_interpreter: "{{ ansible_playbook_python }}"
+  tasks:
+    - name: Calico fixture
+      ansible.builtin.include_tasks: %s
+""" % PREPARE
+
+INSTALLATION_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "installations.operator.tigera.io"},
+    "spec": {
+        "group": "operator.tigera.io",
+        "scope": "Cluster",
+        "names": {"plural": "installations", "singular": "installation", "kind": "Installation",
+                  "listKind": "InstallationList"},
+        "versions": [{"name": "v1", "served": True, "storage": True,
+                      "schema": {"openAPIV3Schema": {"type": "object",
+                                                     "x-kubernetes-preserve-unknown-fields": True}}}],
+    },
+}
+
+
+def role_vars(namespace, **extra):
+    return dict({"calico_mtu_calico_namespace": namespace, "calico_mtu_agent_namespace": AGENT_NAMESPACE}, **extra)
+
+
+def prepare(run_playbook, namespace, labels=None):
+    done = run_playbook(PREPARE_PLAY, extra_vars={"calico_fixture_namespace": namespace,
+                                                  "calico_fixture_labels": labels or {}})
+    assert done.returncode == 0, done.stdout
+
+
+def calico_state(kube_admin, namespace):
+    from kubernetes import client
+
+    config = client.CoreV1Api(kube_admin).read_namespaced_config_map("calico-config", namespace)
+    node = client.AppsV1Api(kube_admin).read_namespaced_daemon_set("calico-node", namespace)
+    return config.data["veth_mtu"], (node.spec.template.metadata.annotations or {}).get(ANNOTATION)
+
+
+@pytest.fixture
+def agent_cleanup(run_playbook):
+    yield
+    done = run_playbook(PLAY, extra_vars={"calico_mtu_state": "absent", "calico_mtu_agent_namespace": AGENT_NAMESPACE})
+    assert done.returncode == 0, done.stdout
+
+
+def test_manifest_install_gets_veth_mtu_and_a_rolling_restart(run_playbook, kube_admin, namespace):
+    from kubernetes import client
+
+    prepare(run_playbook, namespace)
+    params = role_vars(namespace, calico_mtu_host_mtu=1460)
+
+    checked = run_playbook(PLAY, extra_vars=params, check=True, diff=True)
+    assert checked.returncode == 0, checked.stdout
+    assert "Calico install: manifest; setting the MTU with: config" in checked.stdout
+    assert calico_state(kube_admin, namespace) == ("0", None)  # check mode wrote nothing
+
+    first = run_playbook(PLAY, extra_vars=params)
+    assert first.returncode == 0, first.stdout
+    assert first.recap["changed"] == 2, first.stdout
+    assert calico_state(kube_admin, namespace) == ("1440", "1440")
+    assert "DaemonSet %s/calico-node: 3 of 3 updated, 3 available" % namespace in first.stdout
+    status = client.AppsV1Api(kube_admin).read_namespaced_daemon_set("calico-node", namespace).status
+    assert status.updated_number_scheduled == status.number_available == 3
+
+    second = run_playbook(PLAY, extra_vars=params)
+    assert second.returncode == 0 and second.recap["changed"] == 0, second.stdout
+
+    # a new MTU (VXLAN over the same underlay) restarts calico-node again
+    third = run_playbook(PLAY, extra_vars=dict(params, calico_mtu_encapsulation="vxlan"))
+    assert third.returncode == 0 and third.recap["changed"] == 2, third.stdout
+    assert calico_state(kube_admin, namespace) == ("1410", "1410")
+
+
+def test_operator_install_gets_installation_mtu(run_playbook, kube_admin, namespace):
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    extensions = client.ApiextensionsV1Api(kube_admin)
+    extensions.create_custom_resource_definition(INSTALLATION_CRD)
+    try:
+        custom = client.CustomObjectsApi(kube_admin)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                custom.create_cluster_custom_object("operator.tigera.io", "v1", "installations", {
+                    "apiVersion": "operator.tigera.io/v1", "kind": "Installation", "metadata": {"name": "default"},
+                    "spec": {"variant": "Calico", "calicoNetwork": {"bgp": "Enabled"}}})
+                break
+            except ApiException as exc:  # the CRD takes a moment to be served
+                if exc.status != 404 or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        params = role_vars(namespace, calico_mtu_mtu=1410, calico_mtu_encapsulation="vxlan")
+
+        def spec():
+            return custom.get_cluster_custom_object("operator.tigera.io", "v1", "installations", "default")["spec"]
+
+        checked = run_playbook(PLAY, extra_vars=params, check=True)
+        assert checked.returncode == 0, checked.stdout
+        assert "Calico install: operator; setting the MTU with: config" in checked.stdout
+        assert spec() == {"variant": "Calico", "calicoNetwork": {"bgp": "Enabled"}}
+
+        first = run_playbook(PLAY, extra_vars=params)
+        assert first.returncode == 0 and first.recap["changed"] == 1, first.stdout
+        assert spec() == {"variant": "Calico", "calicoNetwork": {"bgp": "Enabled", "mtu": 1410}}
+        second = run_playbook(PLAY, extra_vars=params)
+        assert second.returncode == 0 and second.recap["changed"] == 0, second.stdout
+    finally:
+        extensions.delete_custom_resource_definition("installations.operator.tigera.io")
+
+
+def test_reconciled_install_gets_the_agent(run_playbook, kube_admin, namespace, agent_cleanup):
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    prepare(run_playbook, namespace, labels={"addonmanager.kubernetes.io/mode": "Reconcile"})
+    params = role_vars(namespace, calico_mtu_agent_interval=5)
+    apps, rbac = client.AppsV1Api(kube_admin), client.RbacAuthorizationV1Api(kube_admin)
+
+    checked = run_playbook(PLAY, extra_vars=params, check=True)
+    assert checked.returncode == 0, checked.stdout
+    assert "Calico install: reconciled; setting the MTU with: agent" in checked.stdout
+    with pytest.raises(ApiException):
+        apps.read_namespaced_daemon_set("netmend-calico-mtu", AGENT_NAMESPACE)
+
+    first = run_playbook(PLAY, extra_vars=params)
+    assert first.returncode == 0, first.stdout
+    assert first.recap["changed"] >= 2, first.stdout
+    ds = apps.read_namespaced_daemon_set("netmend-calico-mtu", AGENT_NAMESPACE)
+    pod = ds.spec.template.spec
+    container = pod.containers[0]
+    assert pod.host_network is True
+    assert container.command[-1] == "calico_mtu"
+    assert container.args == ["--path", "/etc/cni/net.d/10-calico.conflist", "--encapsulation", "ipip",
+                              "--ip-family", "ipv4", "--interface-pattern",
+                              "^((en|wl|ww|sl|ib)[Pcopsvx].*|(eth|wlan|wwan).*)", "--interval", "5"]
+    assert not (container.security_context.privileged or False)
+    assert container.security_context.capabilities.drop == ["ALL"] and not container.security_context.capabilities.add
+    assert [(v.name, v.host_path.path) for v in pod.volumes if v.host_path] == [("cni-net-dir", "/etc/cni/net.d")]
+    with open(os.path.join(REPO, "roles", "calico_mtu", "vars", "main.yml"), encoding="utf-8") as handle:
+        expected_rules = yaml.safe_load(handle)["__calico_mtu_rbac_rules"]
+    rules = [{"apiGroups": r.api_groups, "resources": r.resources, "verbs": r.verbs}
+             for r in rbac.read_cluster_role("netmend-calico-mtu").rules]
+    assert rules == expected_rules
+    code = client.CoreV1Api(kube_admin).read_namespaced_config_map("netmend-calico-mtu-code", AGENT_NAMESPACE)
+    assert set(code.data) == {"agent.py", "kube_lite.py", "mtu.py", "mtu_agent.py"}
+    assert calico_state(kube_admin, namespace) == ("0", None)  # the platform would revert it: left alone
+
+    second = run_playbook(PLAY, extra_vars=params)
+    assert second.returncode == 0 and second.recap["changed"] == 0, second.stdout
+
+    gone = run_playbook(PLAY, extra_vars={"calico_mtu_state": "absent", "calico_mtu_agent_namespace": AGENT_NAMESPACE})
+    assert gone.returncode == 0, gone.stdout
+    with pytest.raises(ApiException) as missing:
+        rbac.read_cluster_role("netmend-calico-mtu")
+    assert missing.value.status == 404
+    assert calico_state(kube_admin, namespace) == ("0", None)  # absent removes only what the role created
+    again = run_playbook(PLAY, extra_vars={"calico_mtu_state": "absent", "calico_mtu_agent_namespace": AGENT_NAMESPACE})
+    assert again.returncode == 0 and again.recap["changed"] == 0, again.stdout
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"calico_mtu_mtu": 60}, "calico_mtu_mtu is 60: it must be an integer from 68 to 65535 for ipv4"),
+    ({"calico_mtu_mtu": 1300, "calico_mtu_ip_family": "ipv6", "calico_mtu_host_mtu": 1200},
+     "calico_mtu_host_mtu is 1200: it must be an integer from 1280 to 65535 for ipv6"),
+    ({"calico_mtu_mtu": 1460, "calico_mtu_host_mtu": 1460},
+     "calico_mtu_mtu 1460 is larger than calico_mtu_host_mtu 1460 minus the ipip overhead 20"),
+    ({"calico_mtu_method": "config"}, "set calico_mtu_mtu, or calico_mtu_host_mtu to compute it from (neither is set)"),
+    ({"calico_mtu_encapsulation": "gre"}, "calico_mtu_encapsulation"),
+])
+def test_bad_input_fails_early_and_writes_nothing(run_playbook, kube_admin, namespace, extra, message):
+    prepare(run_playbook, namespace)
+    done = run_playbook(PLAY, extra_vars=role_vars(namespace, **extra))
+    assert done.returncode != 0
+    assert message in " ".join(done.stdout.split()), done.stdout
+    assert calico_state(kube_admin, namespace) == ("0", None)
+
