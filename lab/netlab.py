@@ -283,6 +283,7 @@ class Host:
         self.subnet = None      # hosts: their link's subnet, the node's address on it
         self.gateway = None     # and the node-side interface name
         self.node_ifname = None
+        self.routed = []        # pods, hosts: [(destination, IP version)] peers route to their node
 
     def __repr__(self):
         return f"Host({self.kind} {self.name} netns={self.netns})"
@@ -474,12 +475,12 @@ class Netlab:
         host = Host(self, name, self._netns_name(name), kind)
         _run(["ip", "netns", "add", host.netns])
         self.hosts[name] = host
-        host.batch(["link set lo up"])
         return host
 
     def add_node(self, name):
         """A node: lo up, IPv4/IPv6 forwarding on, rp_filter loose."""
         node = self._new(name, "node")
+        node.batch(["link set lo up"])
         node.sysctl({
             "net/ipv4/ip_forward": 1,
             "net/ipv4/conf/all/rp_filter": 2,
@@ -502,11 +503,12 @@ class Netlab:
         pod = self._new(f"pod.{namespace}.{name}", "pod")
         pod.node, pod.host_veth, pod.ips, pod.mtu = node, veth, [str(a) for a in addrs], mtu
         pod.pod_name, pod.namespace = name, namespace
+        pod.routed = [(f"{a}/{a.max_prefixlen}", a.version) for a in addrs]
         node_lines = [
             f"link add {veth} address {HOST_VETH_MAC} mtu {mtu} type veth peer name eth0 mtu {mtu} netns {pod.netns}",
             f"link set {veth} up",
         ]
-        pod_lines = ["link set eth0 up"]
+        pod_lines = ["link set lo up", "link set eth0 up"]
         for addr in addrs:
             full = prefix_len or addr.max_prefixlen
             node_lines.append(f"route replace {addr}/{addr.max_prefixlen} dev {veth} scope link")
@@ -539,12 +541,14 @@ class Netlab:
         host.node, host.ips, host.mtu, host.subnet = node, [str(host_ip)], mtu, str(net)
         link = ("h-" + name)[:IFNAMSIZ]
         host.node_ifname = link
+        host.routed = [(str(net), net.version)]
         node.batch([
             f"link add {link} mtu {mtu} type veth peer name eth0 mtu {mtu} netns {host.netns}",
             f"addr add {gw_ip}/{net.prefixlen} dev {link}" + (" nodad" if net.version == 6 else ""),
             f"link set {link} up",
         ])
         host.batch([
+            "link set lo up",
             f"addr add {host_ip}/{net.prefixlen} dev eth0" + (" nodad" if net.version == 6 else ""),
             "link set eth0 up",
         ] + ([f"route replace default via {gw_ip} dev eth0"] if default_route else []))
@@ -573,7 +577,7 @@ class Netlab:
         underlay = Underlay(kind, switch, str(net), mtu)
         # The switch side is enslaved and up before the node side comes up, so the
         # bridge enables each port as soon as its carrier appears.
-        switch_lines = [f"link add br0 mtu {mtu} type bridge", "link set br0 up"]
+        switch_lines = ["link set lo up", f"link add br0 mtu {mtu} type bridge", "link set br0 up"]
         for index, node in enumerate(nodes):
             ifname = f"eth{sum(1 for u in self.underlays if node in u.nodes)}"
             switch_lines += [f"link add p{index} mtu {mtu} type veth peer name {ifname} mtu {mtu} netns {node.netns}",
@@ -654,23 +658,18 @@ class Netlab:
 
     def _desired_routes(self):
         """node name -> {(destination, gateway, device)} for everything behind peers."""
-        behind = {}   # node name -> destinations (pods and routed host subnets)
+        behind = {}   # node name -> [(destination, IP version)] of its pods and hosts
         for host in self.hosts.values():
-            if host.kind == "pod":
-                dests = [f"{a}/{ipaddress.ip_address(a).max_prefixlen}" for a in host.ips]
-            elif host.kind == "host":
-                dests = [host.subnet]
-            else:
-                continue
-            behind.setdefault(host.node.name, []).extend(dests)
+            if host.routed:
+                behind.setdefault(host.node.name, []).extend(host.routed)
         desired = {name: set() for name in self._routes}
         for underlay in self.underlays:
             for node in underlay.nodes:
                 for peer in underlay.nodes:
                     if peer is node:
                         continue
-                    for dest in behind.get(peer.name, []):
-                        gateway, device = underlay.next_hop(peer, ipaddress.ip_network(dest).version)
+                    for dest, version in behind.get(peer.name, []):
+                        gateway, device = underlay.next_hop(peer, version)
                         desired[node.name].add((dest, gateway, device or underlay.ifname[node.name]))
         return desired
 
