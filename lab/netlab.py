@@ -17,6 +17,9 @@ address and the default route goes ``via 169.254.1.1 dev eth0 onlink`` (IPv6: vi
 permanent neighbour entry for the gateway, because proxy ARP only answers for
 addresses the node has a route to, and a lab node has no default route.
 
+Pods may be dual stack (pass a list of addresses); the underlay carries IPv4 and
+IPv6, so pods, nodes and routed hosts reach each other over both.
+
 There is no ``ping`` binary on the lab machine: :meth:`Host.ping` sends ICMP echo from a
 raw socket (optionally with don't-fragment set), :meth:`Host.icmp_capture` records the
 source addresses of ICMP echo requests arriving at a host, and :meth:`Host.udp_echo` runs
