@@ -20,7 +20,6 @@ import pytest
 import yaml
 
 from ansible_collections.netmend.k8s.plugins.module_utils.kube_lite import KubeClient, KubeError, pods_path
-from lab.netlab import Netlab
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NODE = "kwok-node-0"
@@ -90,7 +89,7 @@ def wait_running(core, namespace, names, timeout=60):
     pytest.fail("pods %s did not become Running" % sorted(set(names) - running))
 
 
-def test_agent_evicts_exactly_the_wrong_mtu_pods(kube_admin, namespace, agent_account, agent_env, tmp_path):
+def test_agent_evicts_exactly_the_wrong_mtu_pods(kube_admin, namespace, agent_account, agent_env, netlab, tmp_path):
     from kubernetes import client
 
     core = client.CoreV1Api(kube_admin)
@@ -114,15 +113,14 @@ def test_agent_evicts_exactly_the_wrong_mtu_pods(kube_admin, namespace, agent_ac
     conflist = tmp_path / "10-calico.conflist"
     conflist.write_text(CONFLIST)
 
-    with Netlab() as lab:
-        node = lab.add_node("node0")
-        node.ip_cmd("link", "add", "eth0", "mtu", "1460", "type", "veth", "peer", "name", "uplink")
-        node.ip_cmd("link", "set", "eth0", "up")
-        for number, (name, (_, mtu, _)) in enumerate(pods.items()):
-            lab.add_pod(node, name, "10.244.0.%d" % (number + 10), namespace=namespace, mtu=mtu)
-        env = dict(agent_env(namespace, agent_account), NODE_NAME=NODE)
-        done = run_agent(node.netns, tmp_path, env, "--path", str(conflist), "--interval", "1",
-                         "--eviction-timeout", "30", "--max-iterations", "2")
+    node = netlab.add_node("node0")
+    node.ip_cmd("link", "add", "eth0", "mtu", "1460", "type", "veth", "peer", "name", "uplink")
+    node.ip_cmd("link", "set", "eth0", "up")
+    for number, (name, (_, mtu, _)) in enumerate(pods.items()):
+        netlab.add_pod(node, name, "10.244.0.%d" % (number + 10), namespace=namespace, mtu=mtu)
+    env = dict(agent_env(namespace, agent_account), NODE_NAME=NODE)
+    done = run_agent(node.netns, tmp_path, env, "--path", str(conflist), "--interval", "1",
+                     "--eviction-timeout", "30", "--max-iterations", "2")
     assert done.returncode == 0, done.stdout + done.stderr
 
     lines = done.stdout.splitlines()

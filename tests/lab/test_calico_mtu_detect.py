@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 
 import pytest
 
@@ -35,19 +34,15 @@ def ip(*argv):
 
 
 @pytest.fixture
-def netns():
-    """A namespace with host-like links: eth0 1460, ens5 9001, eth1 1200 but down, a cali veth 1500."""
-    name = "nm-mtu-%s" % uuid.uuid4().hex[:8]
-    ip("netns", "add", name)
-    try:
-        for link, mtu, up in (("eth0", 1460, True), ("ens5", 9001, True), ("eth1", 1200, False),
-                              ("cali0123456789a", 1500, True)):
-            ip("-n", name, "link", "add", link, "mtu", str(mtu), "type", "veth", "peer", "name", "p-" + link[:12])
-            if up:
-                ip("-n", name, "link", "set", link, "up")
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
+def netns(netlab):
+    """A node namespace with host-like links: eth0 1460, ens5 9001, eth1 1200 but down, a cali veth 1500."""
+    node = netlab.add_node("node")
+    for link, mtu, up in (("eth0", 1460, True), ("ens5", 9001, True), ("eth1", 1200, False),
+                          ("cali0123456789a", 1500, True)):
+        node.ip_cmd("link", "add", link, "mtu", str(mtu), "type", "veth", "peer", "name", "p-" + link[:12])
+        if up:
+            node.ip_cmd("link", "set", link, "up")
+    return node.netns
 
 
 def detect(netns, **kwargs):
