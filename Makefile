@@ -13,6 +13,7 @@ COLL_ROOT   := $(abspath $(BUILD)/collections)
 COLL_LINK   := $(COLL_ROOT)/ansible_collections/netmend/k8s
 SANITY_ROOT := $(abspath $(BUILD)/sanity)
 SANITY_COPY := $(SANITY_ROOT)/ansible_collections/netmend/k8s
+SANITY_VENV := $(abspath $(BUILD)/sanity-venv)
 export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT):$(abspath $(VENV))/lib/python3.11/site-packages
 export NETMEND_LAB_KUBECONFIG ?= $(HOME)/.cache/netmend-lab/kubeconfig
 export PATH := $(abspath $(BIN)):$(PATH)
@@ -41,11 +42,21 @@ collection: ## lay the repository out as ansible_collections/netmend/k8s
 unit: venv collection ## unit tests (pure logic, no root, no cluster)
 	$(BIN)/pytest tests/unit
 
-sanity: venv ## ansible-test sanity in a local venv (its --docker mode cannot run here)
+# ansible-test gets a virtualenv of its own: --requirements installs its pinned
+# linters there, and its --venv/--docker modes need downloads this machine lacks.
+$(SANITY_VENV)/.installed: requirements-dev.txt
+	$(PYTHON) -m venv $(SANITY_VENV)
+	$(SANITY_VENV)/bin/pip install --quiet --disable-pip-version-check "$$(grep '^ansible-core==' requirements-dev.txt)"
+	# ansible-test names its cached pip bootstrap after the pip version it pins.
+	version=$$(grep -oE "pip='[0-9.]+'" $(SANITY_VENV)/lib/python3.11/site-packages/ansible_test/_internal/python_requirements.py | grep -oE "[0-9.]+"); \
+	  mkdir -p $(HOME)/.ansible/test/cache && cp lab/ansible_test_pip.py $(HOME)/.ansible/test/cache/get_pip_$${version//./_}.py
+	touch $@
+
+sanity: $(SANITY_VENV)/.installed ## ansible-test sanity (local mode, in its own virtualenv)
 	rm -rf $(SANITY_COPY); mkdir -p $(SANITY_COPY)
 	git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf - | tar -xf - -C $(SANITY_COPY)
 	cd $(SANITY_COPY) && git init -q && git add -A && \
-	  $(abspath $(BIN))/ansible-test sanity --venv --python 3.11 --color no --exclude tests/output
+	  PATH=$(SANITY_VENV)/bin:$$PATH ansible-test sanity --local --python 3.11 --requirements --color no
 
 lint: venv collection ## ansible-lint (production profile) and yamllint
 	$(BIN)/ansible-lint --offline

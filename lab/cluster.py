@@ -35,7 +35,7 @@ def versions():
         for line in handle:
             line = line.strip()
             if line and not line.startswith("#"):
-                key, _, value = line.partition("=")
+                key, value = line.split("=", 1)
                 values[key] = value
     return values
 

@@ -40,14 +40,15 @@ class KubeClient:
         self._token = token
         self._token_file = token_file
         self.timeout = timeout
+        handlers = []
         if self.host.startswith("https://"):
             context = ssl.create_default_context(cafile=ca_file)
             if insecure:
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
-            self._context = context
-        else:
-            self._context = None
+            handlers.append(urllib.request.HTTPSHandler(context=context))
+        # No proxy handler: an agent talks to its own API server, never through a proxy.
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), *handlers)
 
     @classmethod
     def in_cluster(cls, environ=None, sa_dir=SERVICE_ACCOUNT_DIR):
@@ -105,7 +106,7 @@ class KubeClient:
             headers["Authorization"] = "Bearer " + token
         request = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
-            return urllib.request.urlopen(request, timeout=timeout or self.timeout, context=self._context)
+            return self._opener.open(request, timeout=timeout or self.timeout)
         except urllib.error.HTTPError as exc:
             raw = exc.read()
             try:
