@@ -146,6 +146,12 @@ def plan_mtu(mtu=None, encapsulation="ipip", ip_family="ipv4", interface_pattern
             "warnings": warnings}
 
 
+def stale_interfaces(mtu, prefix=VETH_PREFIX, root=SYS_CLASS_NET):
+    """Pod veths (names starting with ``prefix``) whose MTU is not ``mtu``: ``[{name, mtu}]``."""
+    return [{"name": link["name"], "mtu": link["mtu"]} for link in read_interfaces(root)
+            if link["name"].startswith(prefix) and link["mtu"] != mtu]
+
+
 def veth_name(namespace, pod, prefix=VETH_PREFIX):
     """Calico's host-side interface name for a pod: prefix + 11 hex digits of sha1("ns.pod")."""
     digest = hashlib.sha1(("%s.%s" % (namespace, pod)).encode("utf-8")).hexdigest()

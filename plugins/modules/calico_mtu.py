@@ -61,6 +61,11 @@ options:
       - Accept an explicit O(mtu) larger than the detected host MTU minus the overhead.
     type: bool
     default: false
+  veth_prefix:
+    description:
+      - Prefix of the host-side pod interfaces (Felix's C(interfacePrefix)), for RV(stale_interfaces).
+    type: str
+    default: cali
 extends_documentation_fragment:
   - netmend.k8s.attributes
   - netmend.k8s.attributes.NODE
@@ -128,6 +133,23 @@ path:
   returned: success
   type: str
   sample: /etc/cni/net.d/10-calico.conflist
+stale_interfaces:
+  description:
+    - Host-side pod interfaces whose MTU is not RV(mtu). Their pods were created with another MTU and need a restart;
+      Calico names them O(veth_prefix) followed by 11 hex digits of the SHA-1 of C(namespace.pod).
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Interface name.
+      type: str
+      sample: calic440f455693
+    mtu:
+      description: Its MTU.
+      type: int
+      sample: 1500
+  sample: [{"name": "calic440f455693", "mtu": 1500}]
 backup_file:
   description: The copy made before the change; null when none was made.
   returned: success
@@ -143,9 +165,11 @@ from ansible_collections.netmend.k8s.plugins.module_utils.mtu import (
     FELIX_INTERFACE_PATTERN,
     IP_FAMILIES,
     SYS_CLASS_NET,
+    VETH_PREFIX,
     MtuError,
     ensure_config_mtu,
     plan_mtu,
+    stale_interfaces,
 )
 
 ARGUMENT_SPEC = dict(
@@ -156,6 +180,7 @@ ARGUMENT_SPEC = dict(
     interface_pattern=dict(type="str", default=FELIX_INTERFACE_PATTERN),
     backup=dict(type="bool", default=False),
     force=dict(type="bool", default=False),
+    veth_prefix=dict(type="str", default=VETH_PREFIX),
 )
 
 
@@ -181,6 +206,7 @@ def run_module(module):
         interface=plan["interface"],
         path=params["path"],
         backup_file=backup_file,
+        stale_interfaces=stale_interfaces(plan["mtu"], params["veth_prefix"], SYS_CLASS_NET),
     )
     if module._diff:
         result["diff"] = dict(before=outcome["before"], after=outcome["after"],
