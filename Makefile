@@ -75,7 +75,7 @@ lab-test: venv collection ## lab tests: real netns/iptables/packets and the lab 
 	$(BIN)/pytest tests/lab
 
 molecule: venv collection ## Molecule default scenario against the lab cluster
-	cd extensions && $(abspath $(BIN))/molecule test -s default
+	$(BIN)/molecule test -s default
 
 site: venv collection ## the main job against the lab cluster
 	lab/cluster.sh up
