@@ -1,0 +1,243 @@
+# Copyright: netmend.k8s contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The netmend.k8s.masq_rule role against the lab API server, in both methods.
+
+Each test runs the role with ansible-playbook (the same way site.yml does) and reads
+the cluster back with the kubernetes client: second run changed=0, check mode writes
+nothing, absent removes everything the role created. The agent's RBAC is checked with
+its own service-account token. The agent tests use their own namespace so they never
+touch other fixes' agents in netmend-system.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import kubernetes
+import pytest
+import yaml
+
+from ansible_collections.netmend.k8s.plugins.filter.cidr import cidr_subtract
+from ansible_collections.netmend.k8s.plugins.module_utils.kube_lite import KubeClient, KubeError
+
+pytestmark = pytest.mark.cluster
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+VENV_BIN = os.path.dirname(sys.executable)
+KUBECONFIG = os.environ.get("NETMEND_LAB_KUBECONFIG", os.path.expanduser("~/.cache/netmend-lab/kubeconfig"))
+NAMESPACE = "netmend-masq-test"
+NAME = "netmend-masq-rule"
+VPN = "10.11.0.0/24"
+ORIGINAL_CONFIG = "nonMasqueradeCIDRs:\n  - 10.0.0.0/8\n  - 100.64.0.0/10\nresyncInterval: 30s\n"
+PLAYBOOK = """
+- name: Apply the masq_rule role
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  vars:
+    ansible_python_interpreter: "{{ ansible_playbook_python }}"
+  module_defaults:
+    group/kubernetes.core.k8s:
+      kubeconfig: %s
+  tasks:
+    - name: Apply
+      ansible.builtin.include_role:
+        name: netmend.k8s.masq_rule
+""" % json.dumps(KUBECONFIG)
+
+
+@pytest.fixture(scope="module")
+def api():
+    client = kubernetes.config.new_client_from_config(config_file=KUBECONFIG)
+    return type("Api", (), {"core": kubernetes.client.CoreV1Api(client), "apps": kubernetes.client.AppsV1Api(client),
+                            "rbac": kubernetes.client.RbacAuthorizationV1Api(client), "client": client})()
+
+
+@pytest.fixture
+def play(tmp_path):
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(PLAYBOOK)
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH="%s:%s" % (
+        os.path.join(REPO, ".build", "collections"),
+        os.path.join(os.path.dirname(VENV_BIN), "lib", "python3.11", "site-packages")),
+        ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="0")
+
+    def run(extra_vars, check=False, expect_failure=False):
+        argv = [os.path.join(VENV_BIN, "ansible-playbook"), "-i", "localhost,", str(playbook),
+                "-e", json.dumps(extra_vars)] + (["--check"] if check else [])
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600, check=False)
+        assert (proc.returncode != 0) is expect_failure, proc.stdout[-4000:] + proc.stderr[-2000:]
+        output = json.loads(proc.stdout)
+        output["changed"] = output["stats"]["localhost"]["changed"]
+        output["text"] = proc.stdout
+        return output
+
+    return run
+
+
+def missing(read, *args):
+    try:
+        read(*args)
+    except kubernetes.client.ApiException as exc:
+        return exc.status == 404
+    return False
+
+
+def agent_objects_gone(api):
+    return all([
+        missing(api.apps.read_namespaced_daemon_set, NAME, NAMESPACE),
+        missing(api.core.read_namespaced_config_map, NAME + "-code", NAMESPACE),
+        missing(api.core.read_namespaced_service_account, NAME, NAMESPACE),
+        missing(api.rbac.read_cluster_role, NAME),
+        missing(api.rbac.read_cluster_role_binding, NAME),
+    ])
+
+
+def agent_vars(**extra):
+    return dict({"masq_rule_cidrs": [VPN], "masq_rule_agent_namespace": NAMESPACE,
+                 "masq_rule_agent_interval": 5, "masq_rule_agent_wait_timeout": 120}, **extra)
+
+
+@pytest.fixture
+def clean_agent(api, play):
+    yield
+    if not agent_objects_gone(api):
+        play(agent_vars(masq_rule_state="absent"))
+
+
+def test_agent_method_nsenter(api, play, clean_agent):
+    assert play(agent_vars(), check=True)["changed"] > 0
+    assert agent_objects_gone(api)  # check mode wrote nothing
+
+    assert play(agent_vars())["changed"] > 0
+    ds = api.apps.read_namespaced_daemon_set(NAME, NAMESPACE)
+    pod = ds.spec.template.spec
+    container = pod.containers[0]
+    assert pod.host_pid is True and not pod.host_network
+    assert container.security_context.privileged is True
+    assert container.image == "python:3.13-slim"
+    assert container.args == ["--cidr=10.11.0.0/24", "--chain=NETMEND-MASQ", "--position=insert", "--backend=auto",
+                              "--lock-timeout=5", "--interval=5", "--nsenter"]
+    assert [m.mount_path for m in container.volume_mounts][1:] == ["/run/netmend-masq.lock"]
+    assert [t.operator for t in pod.tolerations] == ["Exists"]
+    assert ds.status.desired_number_scheduled == ds.status.updated_number_scheduled > 0
+    code = api.core.read_namespaced_config_map(NAME + "-code", NAMESPACE).data
+    assert sorted(code) == ["agent.py", "kube_lite.py", "masq.py"]
+    assert not api.rbac.read_cluster_role(NAME).rules  # the agent needs no API access at all
+
+    assert play(agent_vars())["changed"] == 0
+
+    removed = play(agent_vars(masq_rule_state="absent"))
+    assert removed["changed"] > 0
+    # The last rollout ran every agent with --remove before the DaemonSet went.
+    assert '"--remove"' in removed["text"]
+    assert agent_objects_gone(api)
+    assert play(agent_vars(masq_rule_state="absent"))["changed"] == 0
+
+
+def test_agent_method_capabilities(api, play, clean_agent):
+    variables = agent_vars(masq_rule_agent_mode="capabilities", masq_rule_agent_image="netmend/ee:lab")
+    assert play(variables)["changed"] > 0
+    pod = api.apps.read_namespaced_daemon_set(NAME, NAMESPACE).spec.template.spec
+    context = pod.containers[0].security_context
+    assert pod.host_network is True and not pod.host_pid
+    assert not context.privileged and context.allow_privilege_escalation is False
+    assert context.capabilities.add == ["NET_ADMIN", "NET_RAW"] and context.capabilities.drop == ["ALL"]
+    assert "--nsenter" not in pod.containers[0].args
+    assert sorted(v.host_path.path for v in pod.volumes if v.host_path) == ["/run/netmend-masq.lock",
+                                                                           "/run/xtables.lock"]
+    assert play(variables)["changed"] == 0
+    play(dict(variables, masq_rule_state="absent"))
+    assert agent_objects_gone(api)
+
+
+def test_capabilities_mode_refuses_the_stock_image(api, play):
+    result = play(agent_vars(masq_rule_agent_mode="capabilities"), expect_failure=True)
+    assert "'python:3.13-slim' has none" in result["text"]
+    assert agent_objects_gone(api)
+
+
+def test_bad_input_writes_nothing(api, play):
+    for variables, message in [
+        (agent_vars(masq_rule_cidrs=["10.11.0.1/24"]), "misaligned CIDR '10.11.0.1/24'"),
+        (agent_vars(masq_rule_cidrs=[]), "masq_rule_cidrs is empty"),
+        (agent_vars(masq_rule_chain="-MASQ"), "invalid masq_rule_chain '-MASQ'"),
+    ]:
+        assert message in play(variables, expect_failure=True)["text"]
+    assert agent_objects_gone(api)
+
+
+def test_agent_token_is_refused_everything_that_matters(api, play, clean_agent):
+    play(agent_vars(masq_rule_agent_wait=False))
+    token = kubernetes.client.AuthenticationV1TokenRequest(spec=kubernetes.client.V1TokenRequestSpec(
+        audiences=[], expiration_seconds=600))
+    token = api.core.create_namespaced_service_account_token(NAME, NAMESPACE, token).status.token
+    config = api.client.configuration
+    agent = KubeClient(config.host, token=token, ca_file=config.ssl_ca_cert, insecure=not config.verify_ssl)
+    for path in ("/api/v1/secrets", "/api/v1/namespaces/kube-system/secrets", "/api/v1/pods",
+                 "/api/v1/namespaces/kube-system/configmaps", "/api/v1/nodes", "/apis/apps/v1/daemonsets"):
+        with pytest.raises(KubeError) as err:
+            agent.list(path)
+        assert err.value.status == 403, path
+
+
+@pytest.fixture
+def ip_masq_configmap(api):
+    """A GKE-like ip-masq-agent ConfigMap, removed afterwards whatever happened."""
+    body = kubernetes.client.V1ConfigMap(metadata=kubernetes.client.V1ObjectMeta(name="ip-masq-agent"),
+                                         data={"config": ORIGINAL_CONFIG})
+    api.core.create_namespaced_config_map("kube-system", body)
+    yield
+    if not missing(api.core.read_namespaced_config_map, "ip-masq-agent", "kube-system"):
+        api.core.delete_namespaced_config_map("ip-masq-agent", "kube-system")
+
+
+def test_ip_masq_agent_method_edits_and_restores_the_configmap(api, play, ip_masq_configmap):
+    variables = {"masq_rule_method": "ip_masq_agent", "masq_rule_cidrs": [VPN, "10.4.0.0/24"],
+                 "masq_rule_pod_cidrs": ["10.4.0.0/14"], "masq_rule_service_cidrs": ["10.96.0.0/12"]}
+    checked = play(variables, check=True)
+    assert checked["changed"] > 0
+    assert api.core.read_namespaced_config_map("ip-masq-agent", "kube-system").data == {"config": ORIGINAL_CONFIG}
+
+    applied = play(variables)
+    assert applied["changed"] > 0
+    assert "WARNING: masq_rule_cidrs 10.4.0.0/24 overlap the cluster's pod or service" in applied["text"]
+    configmap = api.core.read_namespaced_config_map("ip-masq-agent", "kube-system")
+    config = yaml.safe_load(configmap.data["config"])
+    assert config == {"nonMasqueradeCIDRs": cidr_subtract(["10.0.0.0/8", "100.64.0.0/10"], [VPN, "10.4.0.0/24"]),
+                      "masqLinkLocal": False, "resyncInterval": "60s"}
+    assert "10.11.0.0/24" not in config["nonMasqueradeCIDRs"] and "100.64.0.0/10" in config["nonMasqueradeCIDRs"]
+    assert configmap.metadata.annotations["netmend.io/masq-rule-original-config"] == ORIGINAL_CONFIG
+
+    assert play(variables)["changed"] == 0
+    # Dropping a destination puts it back: the base is the original list, not the edited one.
+    narrowed = play(dict(variables, masq_rule_cidrs=[VPN]))
+    assert narrowed["changed"] > 0
+    config = yaml.safe_load(api.core.read_namespaced_config_map("ip-masq-agent", "kube-system").data["config"])
+    assert config["nonMasqueradeCIDRs"] == cidr_subtract(["10.0.0.0/8", "100.64.0.0/10"], [VPN])
+
+    assert play(dict(variables, masq_rule_state="absent"), check=True)["changed"] > 0
+    assert "netmend.io/masq-rule-original-config" in api.core.read_namespaced_config_map(
+        "ip-masq-agent", "kube-system").metadata.annotations
+    assert play(dict(variables, masq_rule_state="absent"))["changed"] > 0
+    restored = api.core.read_namespaced_config_map("ip-masq-agent", "kube-system")
+    assert restored.data == {"config": ORIGINAL_CONFIG}
+    assert not (restored.metadata.annotations or {})
+    assert play(dict(variables, masq_rule_state="absent"))["changed"] == 0
+
+
+def test_ip_masq_agent_method_creates_then_deletes_the_configmap(api, play):
+    variables = {"masq_rule_method": "ip_masq_agent", "masq_rule_cidrs": [VPN]}
+    assert missing(api.core.read_namespaced_config_map, "ip-masq-agent", "kube-system")
+    try:
+        assert play(variables)["changed"] > 0
+        config = yaml.safe_load(api.core.read_namespaced_config_map("ip-masq-agent", "kube-system").data["config"])
+        assert config["nonMasqueradeCIDRs"] == cidr_subtract(["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"], [VPN])
+        assert play(variables)["changed"] == 0
+        assert play(dict(variables, masq_rule_state="absent"))["changed"] > 0
+        assert missing(api.core.read_namespaced_config_map, "ip-masq-agent", "kube-system")
+    finally:
+        if not missing(api.core.read_namespaced_config_map, "ip-masq-agent", "kube-system"):
+            api.core.delete_namespaced_config_map("ip-masq-agent", "kube-system")
