@@ -213,3 +213,73 @@ def test_bad_input_fails_early_and_writes_nothing(run_playbook, kube_admin, name
     assert message in " ".join(done.stdout.split()), done.stdout
     assert calico_state(kube_admin, namespace) == ("0", None)
 
+
+
+HOST_PLAY = """
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Calico MTU on the nodes
+      ansible.builtin.include_role:
+        name: netmend.k8s.calico_mtu
+      vars:
+        calico_mtu_method: agent
+        calico_mtu_delivery: host
+        calico_mtu_hosts: [node0]
+        calico_mtu_conflist_path: %s
+"""
+
+
+@pytest.mark.netlab
+def test_host_delivery_fixes_the_node_and_evicts_only_wrong_mtu_pods(run_playbook, kube_admin, namespace, netlab,
+                                                                      tmp_path):
+    """The module runs "on the node" through an interpreter that enters the node's network namespace."""
+    import sys
+
+    from kubernetes import client
+
+    apps, core = client.AppsV1Api(kube_admin), client.CoreV1Api(kube_admin)
+    apps.create_namespaced_deployment(namespace, {
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 6, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"nodeSelector": {"kubernetes.io/hostname": "kwok-node-0"},
+                                       "terminationGracePeriodSeconds": 0,
+                                       "containers": [{"name": "c", "image": "registry.invalid/none:1"}]}}}})
+    deadline = time.monotonic() + 60
+    while True:
+        pods = [p for p in core.list_namespaced_pod(namespace).items if p.status.phase == "Running"]
+        if len(pods) == 6:
+            break
+        assert time.monotonic() < deadline, "web pods did not start"
+        time.sleep(0.5)
+    names = sorted(p.metadata.name for p in pods)
+    wrong, right = names[:3], names[3:]
+    node = netlab.add_node("node0")
+    node.ip_cmd("link", "add", "eth0", "mtu", "1460", "type", "veth", "peer", "name", "uplink")
+    node.ip_cmd("link", "set", "eth0", "up")
+    for number, name in enumerate(names):
+        netlab.add_pod(node, name, "10.244.1.%d" % (number + 10), namespace=namespace,
+                       mtu=1500 if name in wrong else 1440)
+    conflist = tmp_path / "10-calico.conflist"
+    conflist.write_text('{\n  "plugins": [\n    {\n      "type": "calico"\n    }\n  ]\n}\n')
+    interpreter = tmp_path / "node0-python"
+    interpreter.write_text('#!/bin/sh\nexec ip netns exec %s %s "$@"\n' % (node.netns, sys.executable))
+    interpreter.chmod(0o755)
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"hosts": {
+        # the interpreter as a host variable, not a play variable: play variables would win over node0's
+        "localhost": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
+        "node0": {"ansible_connection": "local", "ansible_python_interpreter": str(interpreter),
+                  "calico_mtu_node_name": "kwok-node-0"}}}}))
+
+    first = run_playbook(HOST_PLAY % conflist, inventory=str(inventory))
+    assert first.returncode == 0, first.stdout
+    assert '"mtu": 1440' in conflist.read_text()
+    remaining = {p.metadata.name for p in core.list_namespaced_pod(namespace).items if not p.metadata.deletion_timestamp}
+    assert set(right) <= remaining and not set(wrong) & remaining, (wrong, remaining)
+    assert not client.CoreV1Api(kube_admin).read_node("kwok-node-0").spec.unschedulable
+
+    second = run_playbook(HOST_PLAY % conflist, inventory=str(inventory))
+    assert second.returncode == 0 and second.recap["changed"] == 0, second.stdout
