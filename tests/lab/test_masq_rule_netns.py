@@ -221,3 +221,53 @@ def test_two_writers_at_once_leave_one_consistent_chain(gke, tmp_path):
         assert result["changed"] is False
         masq.reconcile(masq.Spec(state="absent"), run, backend="nft", lock_file=lock)
         assert "NETMEND-MASQ" not in gke.node.run(["iptables-save", "-t", "nat"]).stdout
+
+
+HOST_PLAY = """
+- name: Apply the masq_rule role with host delivery
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Apply
+      ansible.builtin.include_role:
+        name: netmend.k8s.masq_rule
+"""
+
+
+def test_role_host_delivery_runs_the_module_on_each_node(gke, tmp_path):
+    """masq_rule_delivery=host: the role runs the module on inventory nodes (here: lab node namespaces,
+    reached with a local connection whose Python runs under ``ip netns exec``)."""
+    other = gke.netlab.add_node("other")
+    nodes = {"node-a": gke.node, "node-b": other}
+    for name, host in nodes.items():
+        wrapper = tmp_path / ("python-" + name)
+        wrapper.write_text('#!/bin/sh\nexec ip netns exec %s %s "$@"\n' % (host.netns, sys.executable))
+        wrapper.chmod(0o755)
+    inventory = {"all": {"hosts": dict(
+        {name: {"ansible_connection": "local", "ansible_become_method": "su",
+                "ansible_python_interpreter": str(tmp_path / ("python-" + name))}
+         for name in nodes},
+        localhost={"ansible_connection": "local", "ansible_python_interpreter": sys.executable})}}
+    (tmp_path / "inventory.yml").write_text(json.dumps(inventory))
+    (tmp_path / "play.yml").write_text(HOST_PLAY)
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_NOCOLOR="1")
+
+    def play(**extra):
+        variables = dict({"masq_rule_cidrs": [VPN], "masq_rule_delivery": "host",
+                          "masq_rule_hosts": sorted(nodes)}, **extra)
+        proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i",
+                               str(tmp_path / "inventory.yml"), str(tmp_path / "play.yml"), "-e", json.dumps(variables)],
+                              capture_output=True, text=True, env=env, timeout=300, check=False)
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+        return json.loads(proc.stdout)["stats"]["localhost"]["changed"]
+
+    assert play() == 1
+    for host in nodes.values():
+        assert "-d 10.11.0.0/24" in host.run(["iptables", "-t", "nat", "-S", "NETMEND-MASQ"]).stdout
+    assert source_seen(gke.pod, gke.vpn) == gke.vpn.gateway
+    assert play() == 0
+    assert play(masq_rule_state="absent") == 1
+    for host in nodes.values():
+        assert "NETMEND-MASQ" not in host.run(["iptables-save", "-t", "nat"]).stdout
+    assert source_seen(gke.pod, gke.vpn) == POD_IP
