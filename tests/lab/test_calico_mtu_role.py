@@ -91,6 +91,8 @@ def test_manifest_install_gets_veth_mtu_and_a_rolling_restart(run_playbook, kube
     assert checked.returncode == 0, checked.stdout
     assert "Calico install: manifest; setting the MTU with: config" in checked.stdout
     assert calico_state(kube_admin, namespace) == ("0", None)  # check mode wrote nothing
+    per_node = run_playbook(PLAY, extra_vars=role_vars(namespace), check=True)
+    assert "Calico install: manifest; setting the MTU with: agent" in per_node.stdout  # no cluster-wide MTU given
 
     first = run_playbook(PLAY, extra_vars=params)
     assert first.returncode == 0, first.stdout
