@@ -150,8 +150,10 @@ reachable:
       sample: web-0
   sample:
     - {ip: 10.244.1.12, rtt_ms: 0.412, sent: 1, received: 1, name: web-0, namespace: shop, node: node-1}
-unreachable:
-  description: Targets that answered nothing, with the same fields and a C(reason).
+unreachable_targets:
+  description:
+    - Targets that answered nothing, with the same fields and a C(reason).
+    - Not called C(unreachable), which Ansible reserves for hosts it cannot reach.
   returned: always
   type: list
   elements: dict
@@ -218,12 +220,15 @@ def run_module(module):
         mtu_probe=params["mtu_probe"],
         rate=params["rate"],
     )
+    # A true "unreachable" key would make Ansible mark the host itself unreachable.
+    result["unreachable_targets"] = result.pop("unreachable")
     result["changed"] = False
-    if params["fail_on_unreachable"] and (result["unreachable"] or result["mtu_blackholed"]):
+    down = result["unreachable_targets"] + result["mtu_blackholed"]
+    if params["fail_on_unreachable"] and down:
         module.fail_json(
             msg="%d of %d targets unreachable, %d MTU black-holed: %s" % (
-                len(result["unreachable"]), result["total"], len(result["mtu_blackholed"]),
-                ", ".join(entry["ip"] for entry in (result["unreachable"] + result["mtu_blackholed"])[:20])),
+                len(result["unreachable_targets"]), result["total"], len(result["mtu_blackholed"]),
+                ", ".join(entry["ip"] for entry in down[:20])),
             **result)
     module.exit_json(**result)
 

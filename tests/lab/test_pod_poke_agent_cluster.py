@@ -110,25 +110,22 @@ def forward_api(netns, api_port):
 
 
 @pytest.fixture
-def poker_account(kube_admin, namespace):
+def poker_account(kube_admin, kube_server, sa_token, namespace):
     """ServiceAccount bound to exactly the role's rules; yields (KubeClient, token, host, ca_file)."""
     from kubernetes import client
 
-    core = client.CoreV1Api(kube_admin)
     rbac = client.RbacAuthorizationV1Api(kube_admin)
     name = "netmend-test-pod-poke-%s" % uuid.uuid4().hex[:6]
-    core.create_namespaced_service_account(namespace, {"metadata": {"name": "poker"}})
+    token = sa_token(namespace, "poker")
+    host, ca_file = kube_server
     rbac.create_cluster_role({"metadata": {"name": name}, "rules": rbac_rules()})
     rbac.create_cluster_role_binding({
         "metadata": {"name": name},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
         "subjects": [{"kind": "ServiceAccount", "name": "poker", "namespace": namespace}],
     })
-    token = core.create_namespaced_service_account_token(
-        "poker", namespace, {"spec": {"expirationSeconds": 3600}}).status.token
-    config = kube_admin.configuration
     try:
-        yield KubeClient(config.host, token=token, ca_file=config.ssl_ca_cert), token, config.host, config.ssl_ca_cert
+        yield KubeClient(host, token=token, ca_file=ca_file), token, host, ca_file
     finally:
         rbac.delete_cluster_role_binding(name)
         rbac.delete_cluster_role(name)

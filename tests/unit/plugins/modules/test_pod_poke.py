@@ -70,8 +70,10 @@ def test_module(monkeypatch, capsys, args, outcome, rc, options, check_mode):
     if rc:
         assert out["failed"] is True
         assert "unreachable" in out["msg"] and out["msg"].endswith(
-            ", ".join(e["ip"] for e in out["unreachable"] + out["mtu_blackholed"]))
-    for key in ("reachable", "unreachable", "mtu_blackholed", "duration_s"):
+            ", ".join(e["ip"] for e in out["unreachable_targets"] + out["mtu_blackholed"]))
+    assert "unreachable" not in out  # Ansible would take the host itself for unreachable
+    assert len(out["unreachable_targets"]) == len(outcome.get("unreachable", ()))
+    for key in ("reachable", "unreachable_targets", "mtu_blackholed", "mtu_limited", "duration_s"):
         assert key in out
 
 
