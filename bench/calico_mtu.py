@@ -68,7 +68,7 @@ def seed_restarts(pods):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--pods", type=int, default=40)
     parser.add_argument("--right-share", type=float, default=0.75)
     parser.add_argument("--rewrites", type=int, default=5)
@@ -145,7 +145,7 @@ def main():
             repairs = []
             try:
                 time.sleep(args.interval * 2)
-                for _ in range(args.rewrites):
+                for _rewrite in range(args.rewrites):
                     with open(conflist, "w", encoding="utf-8") as handle:
                         handle.write(CONFLIST)
                     rewritten = time.monotonic()

@@ -183,7 +183,7 @@ def _members(text, start):
         key_start = index
         index = _skip(text, key_end) + 1  # past ':'
         value_start = _skip(text, index)
-        _, value_end = _DECODER.raw_decode(text, value_start)
+        value_end = _DECODER.raw_decode(text, value_start)[1]
         members.append((key, key_start, value_start, value_end))
         index = _skip(text, value_end)
         if text[index] == "}":
@@ -199,8 +199,7 @@ def _elements(text, start):
         return elements
     while True:
         elements.append(index)
-        _, end = _DECODER.raw_decode(text, index)
-        index = _skip(text, end)
+        index = _skip(text, _DECODER.raw_decode(text, index)[1])
         if text[index] == "]":
             return elements
         index = _skip(text, index + 1)
@@ -226,8 +225,8 @@ def _calico_plugin_starts(text, data, path):
         raise MtuError("%s has no plugin of type calico (a single-plugin config of type %r)" % (path, data.get("type")))
     if not isinstance(data["plugins"], list):
         raise MtuError("%s: \"plugins\" is a JSON %s, not a list" % (path, type(data["plugins"]).__name__))
-    plugins_start = next(value_start for key, _, value_start, _ in _members(text, top) if key == "plugins"
-                         and text[value_start] == "[")
+    plugins_start = next(member[2] for member in _members(text, top)
+                         if member[0] == "plugins" and text[member[2]] == "[")
     starts = [index for index, plugin in zip(_elements(text, plugins_start), data["plugins"])
               if isinstance(plugin, dict) and plugin.get("type") == "calico"]
     if not starts:
@@ -262,15 +261,14 @@ def set_config_mtu(text, mtu, path="CNI config"):
         members = _members(text, start)
         found = [m for m in members if m[0] == "mtu"]
         if found:
-            _, _, value_start, value_end = found[-1]  # JSON's last duplicate wins
+            value_start, value_end = found[-1][2:]  # JSON's last duplicate wins
             value = _DECODER.raw_decode(text, value_start)[0]
             if number == 0:
                 previous = _current_mtu(value)
             if text[value_start:value_end] != literal:
                 edits.append((value_start, value_end, literal))
             continue
-        anchor = next(m for m in members if m[0] == "type")
-        _, key_start, value_start, value_end = anchor
+        key_start, value_start, value_end = next(m for m in members if m[0] == "type")[1:]
         key_end = _DECODER.raw_decode(text, key_start)[1]
         lead = _lead(text, key_start)
         separator = text[key_end:value_start]

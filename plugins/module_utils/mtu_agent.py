@@ -42,7 +42,7 @@ MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="agent calico_mtu", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="agent calico_mtu", description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--path", default=DEFAULT_CONFLIST, help="the Calico CNI config file")
     parser.add_argument("--mtu", type=int, help="pod MTU; computed from the host interfaces when omitted")
     parser.add_argument("--encapsulation", choices=ENCAPSULATIONS, default="ipip")

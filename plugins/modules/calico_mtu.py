@@ -21,7 +21,7 @@ description:
     rewrites this file whenever it starts, so a lasting fix also sets the MTU where the
     install keeps it, or runs the role's agent.
 author:
-  - netmend developers
+  - netmend developers (@netmend)
 options:
   path:
     description:
@@ -124,7 +124,7 @@ host_mtu:
   type: int
   sample: 1460
 interface:
-  description: The interface that had O(host_mtu); null when none matched.
+  description: The interface that had RV(host_mtu); null when none matched.
   returned: success
   type: str
   sample: eth0

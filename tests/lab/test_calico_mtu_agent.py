@@ -103,7 +103,7 @@ def test_agent_evicts_exactly_the_wrong_mtu_pods(kube_admin, namespace, agent_ac
         "calico-node-0": (NODE, 1500, {"labels": {"k8s-app": "calico-node"}}),
         "hostnet-0": (NODE, 1500, {"host_network": True}),
     }
-    for name, (node, _, extras) in pods.items():
+    for name, (node, _mtu, extras) in pods.items():
         core.create_namespaced_pod(namespace, make_pod(name, node, **extras))
     policy.create_namespaced_pod_disruption_budget(namespace, {
         "metadata": {"name": "guarded"},
@@ -116,7 +116,7 @@ def test_agent_evicts_exactly_the_wrong_mtu_pods(kube_admin, namespace, agent_ac
     node = netlab.add_node("node0")
     node.ip_cmd("link", "add", "eth0", "mtu", "1460", "type", "veth", "peer", "name", "uplink")
     node.ip_cmd("link", "set", "eth0", "up")
-    for number, (name, (_, mtu, _)) in enumerate(pods.items()):
+    for number, (name, (_node, mtu, _extras)) in enumerate(pods.items()):
         netlab.add_pod(node, name, "10.244.0.%d" % (number + 10), namespace=namespace, mtu=mtu)
     env = dict(agent_env(namespace, agent_account), NODE_NAME=NODE)
     done = run_agent(node.netns, tmp_path, env, "--path", str(conflist), "--interval", "1",

@@ -5,6 +5,7 @@ manifest (calico-config + calico-node), operator (Installation) and platform-rec
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import pytest
@@ -216,7 +217,6 @@ def test_bad_input_fails_early_and_writes_nothing(run_playbook, kube_admin, name
     assert calico_state(kube_admin, namespace) == ("0", None)
 
 
-
 HOST_PLAY = """
 - hosts: localhost
   connection: local
@@ -234,11 +234,8 @@ HOST_PLAY = """
 
 
 @pytest.mark.netlab
-def test_host_delivery_fixes_the_node_and_evicts_only_wrong_mtu_pods(run_playbook, kube_admin, namespace, netlab,
-                                                                      tmp_path):
+def test_host_delivery_evicts_only_wrong_mtu_pods(run_playbook, kube_admin, namespace, netlab, tmp_path):
     """The module runs "on the node" through an interpreter that enters the node's network namespace."""
-    import sys
-
     from kubernetes import client
 
     apps, core = client.AppsV1Api(kube_admin), client.CoreV1Api(kube_admin)

@@ -177,6 +177,7 @@ CONFLIST = """{
 }
 """
 
+
 def without_calico_mtu(text):
     data = json.loads(text)
     for plugin in data.get("plugins", [data]):

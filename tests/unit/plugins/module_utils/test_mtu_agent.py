@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import types
 
 import pytest
 
@@ -60,12 +61,11 @@ def node(tmp_path):
         (net / name / "mtu").write_text("%d\n" % mtu)
         (net / name / "flags").write_text("0x1003\n")
     add_link("eth0", 1460)
-    return path, net, add_link
+    return types.SimpleNamespace(path=path, net=net, add_link=add_link)
 
 
 def make_agent(node, client, *extra):
-    path, net, _ = node
-    options = mtu_agent.parse_args(["--path", str(path), "--sys-root", str(net), "--eviction-timeout", "1", *extra])
+    options = mtu_agent.parse_args(["--path", str(node.path), "--sys-root", str(node.net), "--eviction-timeout", "1", *extra])
     return mtu_agent.MtuAgent(client, "node-a", options, own_pod=("netmend-system", "netmend-calico-mtu-x"))
 
 
@@ -74,7 +74,7 @@ def evictions(client):
 
 
 def test_evicts_exactly_the_wrong_mtu_pods(node, capsys):
-    _, _, add_link = node
+    add_link = node.add_link
     pods = [
         pod("right"), pod("wrong-a"), pod("wrong-b", namespace="shop"),
         pod("no-veth"),
@@ -92,7 +92,7 @@ def test_evicts_exactly_the_wrong_mtu_pods(node, capsys):
     client = FakeClient(pods)
     make_agent(node, client).step()
     assert evictions(client) == [("default", "wrong-a"), ("shop", "wrong-b")]
-    assert json.loads(node[0].read_text())["plugins"][0]["mtu"] == 1440
+    assert json.loads(node.path.read_text())["plugins"][0]["mtu"] == 1440
     lines = capsys.readouterr().out.splitlines()
     assert [re.match(r"\S+ calico_mtu (.*?)(?= \w+=|$)", line).group(1) for line in lines] == [
         "set conflist mtu", "evicted pod", "evicted pod"]
@@ -101,7 +101,7 @@ def test_evicts_exactly_the_wrong_mtu_pods(node, capsys):
 
 
 def test_refused_eviction_is_retried_next_pass_not_forced(node, capsys):
-    _, _, add_link = node
+    add_link = node.add_link
     add_link(veth_name("default", "guarded"), 1500)
     add_link(veth_name("default", "free"), 1500)
     client = FakeClient([pod("guarded"), pod("free")], refuse={("default", "guarded")})
@@ -122,7 +122,7 @@ def test_refused_eviction_is_retried_next_pass_not_forced(node, capsys):
 
 
 def test_rewritten_config_is_repaired_and_pods_rechecked(node, capsys):
-    path, _, _ = node
+    path = node.path
     clock = [0.0]
     client = FakeClient([])
     agent = make_agent(node, client, "--interval", "10")
@@ -137,7 +137,7 @@ def test_rewritten_config_is_repaired_and_pods_rechecked(node, capsys):
 
 
 def test_bad_config_logs_and_evicts_nothing(node, capsys):
-    path, _, add_link = node
+    path, add_link = node.path, node.add_link
     path.write_text('{"plugins": [{"type": "flannel"}]}')
     add_link(veth_name("default", "wrong"), 1500)
     client = FakeClient([pod("wrong")])
@@ -158,10 +158,10 @@ def test_api_failure_is_logged_and_retried(node, capsys):
 
 
 def test_explicit_mtu_and_arguments(node):
-    _, _, add_link = node
+    add_link = node.add_link
     add_link(veth_name("default", "a"), 1410)
     client = FakeClient([pod("a")])
     make_agent(node, client, "--mtu", "1410", "--encapsulation", "vxlan", "--once").step()
     assert evictions(client) == []
-    assert json.loads(node[0].read_text())["plugins"][0]["mtu"] == 1410
+    assert json.loads(node.path.read_text())["plugins"][0]["mtu"] == 1410
     assert mtu_agent.parse_args(["--once"]).max_iterations == 1
