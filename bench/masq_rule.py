@@ -63,7 +63,7 @@ def kube_proxy_payload(first_service, services):
 
 def timed(function, repeat):
     samples = []
-    for _ in range(repeat):
+    for _sample in range(repeat):
         started = time.perf_counter()
         function()
         samples.append(time.perf_counter() - started)
@@ -89,11 +89,11 @@ def inner_check_costs(sizes, repeat, lock_file):
                                                  check=True).stdout.splitlines() if line.startswith("-A "))
 
         def ours():
-            result, _ = masq.reconcile(spec, run, backend="nft", lock_file=lock_file, families=["ipv4"])
+            result = masq.reconcile(spec, run, backend="nft", lock_file=lock_file, families=["ipv4"])[0]
             assert result["changed"] is False, result["drift"]
 
         def seed():
-            assert subprocess.run(["sh", "-c", SEED_CHECK]).returncode == 0
+            assert subprocess.run(["sh", "-c", SEED_CHECK], check=False).returncode == 0
 
         ours()
         seed()  # warm both once
@@ -116,7 +116,7 @@ def repair_times(node, repairs, interval, lock_file):
             assert time.monotonic() < deadline, "the agent never wrote its chain"
             time.sleep(0.05)
         samples = []
-        for _ in range(repairs):
+        for _repair in range(repairs):
             time.sleep(random.uniform(0, interval))
             node.run(["iptables", "-w", "-t", "nat", "-D", masq.DEFAULT_CHAIN, "1"])
             deleted = time.monotonic()
@@ -130,7 +130,7 @@ def repair_times(node, repairs, interval, lock_file):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--sizes", default="1000,10000,50000")
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--repairs", type=int, default=5)
@@ -153,8 +153,8 @@ def main():
             args.repeat, node.run(["iptables", "--version"]).stdout.strip()))
         print("  %10s %10s %16s %22s %8s" % ("size", "nat rules", "agent check ms", "iptables-save|grep ms", "ratio"))
         for row in json.loads(out):
-            print("  %10d %10d %16.1f %22.1f %7.1fx" % (row["size"], row["nat_rules"], row["ours_s"] * 1000,
-                                                      row["seed_s"] * 1000, row["seed_s"] / row["ours_s"]))
+            figures = (row["size"], row["nat_rules"], row["ours_s"] * 1000, row["seed_s"] * 1000, row["seed_s"] / row["ours_s"])
+            print("  %10d %10d %16.1f %22.1f %7.1fx" % figures)
         print("  (table fill and measurements took %.0f s)" % (time.monotonic() - started))
 
         samples = repair_times(node, args.repairs, args.interval, lock_file)

@@ -247,7 +247,7 @@ class State:
     def lines(self, chain):
         """Chain and jump as ``iptables -S`` lines, for diffs and return values."""
         lines = [] if self.chain_rules is None else ["-N %s" % chain] + [render_line(r) for r in self.chain_rules]
-        return lines + [render_line(tokens) for _, tokens in jumps_to(self.postrouting, chain)]
+        return lines + [render_line(tokens) for _position, tokens in jumps_to(self.postrouting, chain)]
 
 
 # --- planning -------------------------------------------------------------------------
@@ -276,9 +276,9 @@ def plan_family(spec, family, state):
         if state.chain_rules is None and not jumps:
             return Plan(family, [], "", State(None, state.postrouting))
         drift.append("chain %s and its jump removed" % chain)
-        lines += ["-D " + render_line(tokens[1:]) for _, tokens in jumps]
+        lines += ["-D " + render_line(tokens[1:]) for _position, tokens in jumps]
         lines += [":%s - [0:0]" % chain, "-X %s" % chain]
-        gone = {position for position, _ in jumps}
+        gone = {position for position, _tokens in jumps}
         after = [tokens for position, tokens in enumerate(state.postrouting, start=1) if position not in gone]
         return Plan(family, drift, _payload(lines), State(None, after))
 
@@ -313,12 +313,12 @@ def plan_family(spec, family, state):
     stale = [(position, tokens) for position, tokens in jumps if position != keep]
     if keep is not None and stale:
         drift.append("%d extra jump(s) to %s in POSTROUTING" % (len(stale), chain))
-    lines += ["-D " + render_line(tokens[1:]) for _, tokens in stale]
+    lines += ["-D " + render_line(tokens[1:]) for _position, tokens in stale]
     if keep is None:
         lines.append(("-I POSTROUTING 1 " if spec.position == "insert" else "-A POSTROUTING ")
                      + render_line(jump[2:]))
 
-    gone = {position for position, _ in stale}
+    gone = {position for position, _tokens in stale}
     postrouting = [tokens for position, tokens in enumerate(state.postrouting, start=1) if position not in gone]
     if keep is None:
         postrouting = [jump] + postrouting if spec.position == "insert" else postrouting + [jump]
@@ -356,8 +356,7 @@ def detect_backend(run):
     """The backend kubelet uses, found by its canary chains in the mangle table; nft when none is found."""
     for backend in BACKENDS:
         for canary in CANARY_CHAINS:
-            rc, _, _ = run([binary("ipv4", backend), "-t", "mangle", "-S", canary])
-            if rc == 0:
+            if run([binary("ipv4", backend), "-t", "mangle", "-S", canary])[0] == 0:
                 return backend
     return "nft"
 
@@ -516,7 +515,7 @@ def agent_main(argv, run=None, stopper=None):
         agent.log("masq_rule", "warning", detail=warning)
     backend = detect_backend(run) if args.backend == "auto" else args.backend
     if args.remove:
-        result, _ = reconcile(spec, run, backend, args.lock_timeout, lock_file=args.lock_file)
+        result = reconcile(spec, run, backend, args.lock_timeout, lock_file=args.lock_file)[0]
         agent.log("masq_rule", "removed" if result["changed"] else "nothing to remove", chain=spec.chain)
         # A DaemonSet pod must keep running: idle until the role deletes the DaemonSet.
         agent.run_every(lambda: None, args.interval, stopper, max_iterations=args.max_iterations)
@@ -527,7 +526,7 @@ def agent_main(argv, run=None, stopper=None):
 
     def step():
         try:
-            _, plans = reconcile(spec, run, backend, args.lock_timeout, lock_file=args.lock_file, families=families)
+            plans = reconcile(spec, run, backend, args.lock_timeout, lock_file=args.lock_file, families=families)[1]
         except MasqError as exc:
             agent.log("masq_rule", "check failed", error=str(exc))
             return

@@ -22,7 +22,7 @@ description:
   - For every node of a cluster, current and future, use the C(netmend.k8s.masq_rule) role, which runs the
     same code as an agent that repairs the chain on an interval.
 author:
-  - netmend.k8s contributors
+  - netmend developers (@netmend)
 extends_documentation_fragment:
   - netmend.k8s.attributes
   - netmend.k8s.attributes.NODE
@@ -219,8 +219,8 @@ def run_module(module):
         return module.run_command(argv, data=data, binary_data=True, check_rc=False,
                                   environ_update={"LANG": "C", "LC_ALL": "C"})
 
-    result, _ = reconcile(spec, run, backend=params["backend"], lock_timeout=params["lock_timeout"],
-                          check_mode=module.check_mode)
+    result = reconcile(spec, run, backend=params["backend"], lock_timeout=params["lock_timeout"],
+                       check_mode=module.check_mode)[0]
     for warning in result.pop("warnings"):
         module.warn(warning)
     before, after = result.pop("before"), result.pop("after")

@@ -38,7 +38,7 @@ GKE_NAT = """*nat
 :KUBE-POSTROUTING - [0:0]
 :IP-MASQ - [0:0]
 -A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING
--A POSTROUTING -m comment --comment "ip-masq-agent: ensure nat POSTROUTING directs all non-LOCAL destination traffic to our custom IP-MASQ chain" -m addrtype ! --dst-type LOCAL -j IP-MASQ
+-A POSTROUTING -m comment --comment "ip-masq-agent: traffic to non-LOCAL destinations goes to IP-MASQ" -m addrtype ! --dst-type LOCAL -j IP-MASQ
 -A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN
 -A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0
 -A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully
@@ -144,7 +144,7 @@ def test_absent_removes_only_ours(gke):
     assert result["changed"] is True
     # The IPv4 table is back byte for byte; IPv6 keeps only its (now empty) builtin nat chains,
     # which iptables-nft created when our chain was first written.
-    assert save(gke.node).split("\n*nat\n")[0] == pristine
+    assert save(gke.node).split("\n*nat\n", maxsplit=1)[0] == pristine
     ip6 = gke.node.run(["ip6tables-save", "-t", "nat"]).stdout
     assert "NETMEND-MASQ" not in ip6 and "\n-A " not in ip6
     assert run_module(gke.node, {"state": "absent"})["changed"] is False
@@ -197,7 +197,7 @@ def test_two_writers_at_once_leave_one_consistent_chain(gke, tmp_path):
     run = masq.Runner(["ip", "netns", "exec", gke.node.netns])
     spec = masq.Spec(cidrs=[VPN, "10.13.0.0/16"])
     lock = str(tmp_path / "lock")
-    for _ in range(5):
+    for _round in range(5):
         barrier = threading.Barrier(2)
         errors = []
 
@@ -208,7 +208,7 @@ def test_two_writers_at_once_leave_one_consistent_chain(gke, tmp_path):
             except masq.MasqError as exc:  # pragma: no cover - reported by the assertion below
                 errors.append(exc)
 
-        threads = [threading.Thread(target=writer) for _ in range(2)]
+        threads = [threading.Thread(target=writer) for _writer in range(2)]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -217,7 +217,7 @@ def test_two_writers_at_once_leave_one_consistent_chain(gke, tmp_path):
         nat = gke.node.run(["iptables-save", "-t", "nat"]).stdout
         assert len(re.findall(r"^-A POSTROUTING .*-j NETMEND-MASQ$", nat, re.M)) == 1
         assert len(re.findall(r"^-A NETMEND-MASQ ", nat, re.M)) == 2
-        result, _ = masq.reconcile(spec, run, backend="nft", lock_file=lock)
+        result = masq.reconcile(spec, run, backend="nft", lock_file=lock)[0]
         assert result["changed"] is False
         masq.reconcile(masq.Spec(state="absent"), run, backend="nft", lock_file=lock)
         assert "NETMEND-MASQ" not in gke.node.run(["iptables-save", "-t", "nat"]).stdout

@@ -146,8 +146,8 @@ def test_agent_method_capabilities(api, play, clean_agent):
     assert not context.privileged and context.allow_privilege_escalation is False
     assert context.capabilities.add == ["NET_ADMIN", "NET_RAW"] and context.capabilities.drop == ["ALL"]
     assert "--nsenter" not in pod.containers[0].args
-    assert sorted(v.host_path.path for v in pod.volumes if v.host_path) == ["/run/netmend-masq.lock",
-                                                                           "/run/xtables.lock"]
+    host_paths = sorted(v.host_path.path for v in pod.volumes if v.host_path)
+    assert host_paths == ["/run/netmend-masq.lock", "/run/xtables.lock"]
     assert play(variables)["changed"] == 0
     play(dict(variables, masq_rule_state="absent"))
     assert agent_objects_gone(api)

@@ -302,7 +302,7 @@ def test_reconcile_ipv4(case, check_mode, tmp_path):
     assert result["changed"] is bool(case["drift"])
     assert result["rules"] == case["rules"]
     assert result["backend"] == "nft"
-    reads = [" ".join(argv) for argv, _ in run.calls if not argv[0].endswith("-restore")]
+    reads = [" ".join(argv) for argv, _data in run.calls if not argv[0].endswith("-restore")]
     assert reads[0] == list_cmd("NETMEND-MASQ")
     # IPv6 is only looked at (one read of our chain) when no IPv6 CIDR is asked for.
     assert reads[-1] == V6_CHAIN
@@ -312,10 +312,10 @@ def test_reconcile_ipv6_goes_to_ip6tables_in_the_same_run(tmp_path):
     run = FakeRun({list_cmd("POSTROUTING"): (0, listing("POSTROUTING", policy="ACCEPT"), ""),
                    list_cmd("POSTROUTING", "ip6tables-nft"): (0, listing("POSTROUTING", policy="ACCEPT"), "")})
     spec = masq.Spec(cidrs=["fd00:11::/64", "10.11.0.0/24"])
-    result, _ = masq.reconcile(spec, run, backend="nft", lock_file=str(tmp_path / "lock"))
+    result = masq.reconcile(spec, run, backend="nft", lock_file=str(tmp_path / "lock"))[0]
     restores = [(argv, data) for argv, data in run.calls if argv[0].endswith("-restore")]
-    assert [argv for argv, _ in restores] == [["iptables-nft-restore", "--noflush", "--wait", "5"],
-                                              ["ip6tables-nft-restore", "--noflush", "--wait", "5"]]
+    assert [argv for argv, _data in restores] == [["iptables-nft-restore", "--noflush", "--wait", "5"],
+                                                  ["ip6tables-nft-restore", "--noflush", "--wait", "5"]]
     assert restores[1][1] == (HEAD + DECLARE + '-A NETMEND-MASQ -d fd00:11::/64 -m comment --comment '
                               '"netmend masq_rule: fd00:11::/64" -j MASQUERADE\n' + INSERT + "COMMIT\n")
     assert result["cidrs"] == ["fd00:11::/64", "10.11.0.0/24"]
@@ -333,7 +333,7 @@ def test_reconcile_legacy_backend_and_lock_timeout(tmp_path):
             return 1, "", NO_CHAIN_LEGACY
         return original(argv, data)
 
-    result, _ = masq.reconcile(spec, legacy, backend="legacy", lock_timeout=12, lock_file=str(tmp_path / "l"))
+    result = masq.reconcile(spec, legacy, backend="legacy", lock_timeout=12, lock_file=str(tmp_path / "l"))[0]
     assert run.calls[0][0] == ["iptables-legacy", "--wait", "12", "-t", "nat", "-S", "NETMEND-MASQ"]
     assert run.calls[1][0] == ["iptables-legacy-restore", "--noflush", "--wait", "12"]
     assert result["backend"] == "legacy"
@@ -377,8 +377,8 @@ def test_file_lock_times_out(tmp_path):
 
 def test_runner_prefix_and_missing_binary():
     assert masq.Runner(["env"])(["true"])[0] == 0
-    rc, _, err = masq.Runner()(["/nonexistent/iptables"])
-    assert rc == 127 and "nonexistent" in err
+    rc, out, err = masq.Runner()(["/nonexistent/iptables"])
+    assert rc == 127 and out == "" and "nonexistent" in err
     assert list(masq.NSENTER_PREFIX) == ["nsenter", "-t", "1", "-m", "-n", "--"]
 
 
