@@ -299,28 +299,24 @@ def plan_family(spec, family, state):
         lines += [render_line(rule) for rule in wanted]
 
     jump = jump_rule(chain)
-    expected_index = 1 if spec.position == "insert" else None
-    good = [position for position, tokens in jumps if tokens == jump]
-    keep = None
-    if good and (expected_index is None or good[0] == expected_index):
-        keep = good[0]
-    if not jumps:
-        drift.append("jump from POSTROUTING missing")
-    elif keep is None and good:
-        drift.append("jump not first in POSTROUTING (rule %d)" % good[0])
-    elif keep is None:
-        drift.append("jump from POSTROUTING differs: %s" % render_line(jumps[0][1]))
-    stale = [(position, tokens) for position, tokens in jumps if position != keep]
-    if keep is not None and stale:
-        drift.append("%d extra jump(s) to %s in POSTROUTING" % (len(stale), chain))
-    lines += ["-D " + render_line(tokens[1:]) for _position, tokens in stale]
-    if keep is None:
-        lines.append(("-I POSTROUTING 1 " if spec.position == "insert" else "-A POSTROUTING ")
-                     + render_line(jump[2:]))
-
-    gone = {position for position, _tokens in stale}
-    postrouting = [tokens for position, tokens in enumerate(state.postrouting, start=1) if position not in gone]
-    if keep is None:
+    postrouting = state.postrouting
+    in_place = (len(jumps) == 1 and jumps[0][1] == jump
+                and (spec.position == "append" or jumps[0][0] == 1))
+    if not in_place:
+        if not jumps:
+            drift.append("jump from POSTROUTING missing")
+        elif len(jumps) > 1:
+            drift.append("%d jumps to %s in POSTROUTING instead of one" % (len(jumps), chain))
+        elif jumps[0][1] != jump:
+            drift.append("jump from POSTROUTING differs: %s" % render_line(jumps[0][1]))
+        else:
+            drift.append("jump not first in POSTROUTING (rule %d)" % jumps[0][0])
+        # Every jump goes and one comes back: deleting by rule spec is immune to rules others
+        # added meanwhile, and N deletes of N identical jumps remove exactly those.
+        lines += ["-D " + render_line(tokens[1:]) for _position, tokens in jumps]
+        lines.append(("-I POSTROUTING 1 " if spec.position == "insert" else "-A POSTROUTING ") + render_line(jump[2:]))
+        gone = {position for position, _tokens in jumps}
+        postrouting = [tokens for position, tokens in enumerate(postrouting, start=1) if position not in gone]
         postrouting = [jump] + postrouting if spec.position == "insert" else postrouting + [jump]
     return Plan(family, drift, _payload(lines) if lines else "", State(wanted, postrouting))
 

@@ -271,3 +271,22 @@ def test_role_host_delivery_runs_the_module_on_each_node(gke, tmp_path):
     for host in nodes.values():
         assert "NETMEND-MASQ" not in host.run(["iptables-save", "-t", "nat"]).stdout
     assert source_seen(gke.pod, gke.vpn) == POD_IP
+
+
+def test_duplicate_and_foreign_jumps_converge_in_one_run(gke, tmp_path):
+    run = masq.Runner(["ip", "netns", "exec", gke.node.netns])
+    spec = masq.Spec(cidrs=[VPN])
+    lock = str(tmp_path / "lock")
+    masq.reconcile(spec, run, backend="nft", lock_file=lock)
+    jump = ["-m", "comment", "--comment", masq.JUMP_COMMENT, "-m", "addrtype", "!", "--dst-type", "LOCAL",
+            "-j", "NETMEND-MASQ"]
+    gke.node.iptables("-t", "nat", "-A", "POSTROUTING", *jump)       # an identical copy at the end
+    gke.node.iptables("-t", "nat", "-I", "POSTROUTING", "2", "-j", "NETMEND-MASQ")  # a hand-made one
+    result = masq.reconcile(spec, run, backend="nft", lock_file=lock)[0]
+    assert result["drift"] == ["ipv4: 3 jumps to NETMEND-MASQ in POSTROUTING instead of one"]
+    postrouting = gke.node.run(["iptables", "-t", "nat", "-S", "POSTROUTING"]).stdout.splitlines()
+    assert [line for line in postrouting if line.endswith("-j NETMEND-MASQ")] == [postrouting[1]]
+    assert postrouting[1] == masq.render_line(masq.jump_rule("NETMEND-MASQ"))
+    assert len(postrouting) == 4  # policy, our jump, kube-proxy's, ip-masq-agent's
+    assert masq.reconcile(spec, run, backend="nft", lock_file=lock)[0]["changed"] is False
+    assert source_seen(gke.pod, gke.vpn) == gke.vpn.gateway
