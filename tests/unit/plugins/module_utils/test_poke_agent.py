@@ -272,6 +272,6 @@ def test_agent_main_names_missing_cap_net_raw(capsys):
     assert "CAP_NET_RAW" in capsys.readouterr().out
 
 
-def test_dispatch_from_the_agent_entry_point():
-    assert agent.FIXES["pod_poke"] == "poke_agent"
-    assert threading.current_thread() is threading.main_thread()
+def test_dispatch_from_the_agent_entry_point(capsys):
+    assert agent.main(["pod_poke", "--timeout", "0"]) == 2
+    assert "pod_poke cannot start" in capsys.readouterr().out
