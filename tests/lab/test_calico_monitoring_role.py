@@ -1,0 +1,311 @@
+# Copyright: netmend.k8s contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The calico_monitoring role by ansible-playbook against the lab API server.
+
+FelixConfiguration comes from a minimal CRD (any fields kept). Every test works on its own
+FelixConfiguration name and its own namespace, so the shared `default` object is never touched.
+Another field manager stands in for calicoctl or a GitOps tool to check field ownership.
+"""
+from __future__ import annotations
+
+import os
+import time
+import uuid
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.cluster
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PREPARE = os.path.join(REPO, "extensions", "molecule", "default", "prepare_calico.yml")
+GROUP, VERSION, PLURAL = "crd.projectcalico.org", "v1", "felixconfigurations"
+MANAGER = "netmend.k8s/calico-monitoring"
+OTHER = "gitops-tool"
+PREVIOUS = "netmend.io/calico-monitoring-previous"
+PROMETHEUS = "netmend-calico-prometheus"
+
+PLAY = """
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  vars:
+    ansible_python_interpreter: "{{ ansible_playbook_python }}"
+  tasks:
+    - name: Calico monitoring
+      ansible.builtin.include_role:
+        name: netmend.k8s.calico_monitoring
+"""
+
+PREPARE_PLAY = """
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  vars:
+    ansible_python_interpreter: "{{ ansible_playbook_python }}"
+  tasks:
+    - name: Calico fixture
+      ansible.builtin.include_tasks: %s
+""" % PREPARE
+
+FELIX_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "%s.%s" % (PLURAL, GROUP)},
+    "spec": {
+        "group": GROUP,
+        "scope": "Cluster",
+        "names": {"plural": PLURAL, "singular": "felixconfiguration", "kind": "FelixConfiguration",
+                  "listKind": "FelixConfigurationList"},
+        "versions": [{"name": VERSION, "served": True, "storage": True,
+                      "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}],
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def felix_crd(kube_admin):
+    """The FelixConfiguration CRD, created when missing. It stays: the calico role's tests may use it too."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    try:
+        client.ApiextensionsV1Api(kube_admin).create_custom_resource_definition(FELIX_CRD)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    custom = client.CustomObjectsApi(kube_admin)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+            return
+        except ApiException as exc:  # the CRD takes a moment to be served
+            if exc.status != 404 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+@pytest.fixture
+def felix(kube_admin, felix_crd):
+    """A FelixConfiguration name of this test's own; the object is deleted afterwards."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    name = "t-" + uuid.uuid4().hex[:8]
+    yield name
+    try:
+        client.CustomObjectsApi(kube_admin).delete_cluster_custom_object(GROUP, VERSION, PLURAL, name)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+def apply_as(kube_admin, manager, name, spec):
+    """Server-side apply a FelixConfiguration as another field manager."""
+    body = {"apiVersion": "%s/%s" % (GROUP, VERSION), "kind": "FelixConfiguration", "metadata": {"name": name}, "spec": spec}
+    from kubernetes.dynamic import DynamicClient
+
+    api = DynamicClient(kube_admin).resources.get(api_version="%s/%s" % (GROUP, VERSION), kind="FelixConfiguration")
+    api.server_side_apply(body=body, name=name, field_manager=manager)
+
+
+def read_felix(kube_admin, name):
+    from kubernetes import client
+
+    return client.CustomObjectsApi(kube_admin).get_cluster_custom_object(GROUP, VERSION, PLURAL, name)
+
+
+def owners(felix_object, field):
+    """Managers whose managedFields include spec.<field>."""
+    return sorted(entry["manager"] for entry in felix_object["metadata"].get("managedFields", [])
+                  if "f:" + field in entry.get("fieldsV1", {}).get("f:spec", {}))
+
+
+def services(kube_admin, namespace):
+    from kubernetes import client
+
+    items = client.CoreV1Api(kube_admin).list_namespaced_service(namespace).items
+    return {s.metadata.name: s.spec.ports[0].port for s in items}
+
+
+def prepare(run_playbook, namespace, kube_admin=None, typha=False):
+    done = run_playbook(PREPARE_PLAY, extra_vars={"calico_fixture_namespace": namespace})
+    assert done.returncode == 0, done.stdout
+    if typha:
+        from kubernetes import client
+
+        client.AppsV1Api(kube_admin).create_namespaced_deployment(namespace, {
+            "metadata": {"name": "calico-typha"},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"k8s-app": "calico-typha"}},
+                     "template": {"metadata": {"labels": {"k8s-app": "calico-typha"}},
+                                  "spec": {"containers": [{"name": "typha", "image": "quay.io/calico/typha:v3.28.0"}]}}}})
+
+
+def role_vars(felix, **extra):
+    return dict({"calico_monitoring_felix_configuration": felix}, **extra)
+
+
+def test_apply_keeps_other_managers_fields_and_absent_restores(run_playbook, kube_admin, namespace, felix):
+    prepare(run_playbook, namespace)
+    apply_as(kube_admin, OTHER, felix, {"logSeverityScreen": "Info"})
+    # detection: no calico-node in the first candidate namespace, one in the test's namespace
+    params = role_vars(felix, __calico_monitoring_install_namespaces=[namespace + "-operator", namespace])
+
+    checked = run_playbook(PLAY, extra_vars=params, check=True)
+    assert checked.returncode == 0, checked.stdout
+    assert "Calico in %s;" % namespace in checked.stdout
+    assert read_felix(kube_admin, felix)["spec"] == {"logSeverityScreen": "Info"}  # check mode wrote nothing
+    assert services(kube_admin, namespace) == {}
+
+    first = run_playbook(PLAY, extra_vars=params)
+    assert first.returncode == 0, first.stdout
+    assert "prometheusMetricsEnabled before this role: unset" in first.stdout
+    obj = read_felix(kube_admin, felix)
+    assert obj["spec"] == {"logSeverityScreen": "Info", "prometheusMetricsEnabled": True}
+    assert obj["metadata"]["annotations"][PREVIOUS] == "unset"
+    assert owners(obj, "logSeverityScreen") == [OTHER]
+    assert owners(obj, "prometheusMetricsEnabled") == [MANAGER]
+    # no calico-typha Deployment: no Typha Service
+    assert services(kube_admin, namespace) == {"felix-metrics-svc": 9091, "kube-controllers-metrics-svc": 9094}
+
+    second = run_playbook(PLAY, extra_vars=params)
+    assert second.returncode == 0 and second.recap["changed"] == 0, second.stdout
+
+    gone = run_playbook(PLAY, extra_vars=dict(params, calico_monitoring_state="absent"))
+    assert gone.returncode == 0, gone.stdout
+    obj = read_felix(kube_admin, felix)
+    assert obj["spec"] == {"logSeverityScreen": "Info"}
+    assert PREVIOUS not in (obj["metadata"].get("annotations") or {})
+    assert owners(obj, "logSeverityScreen") == [OTHER]
+    assert services(kube_admin, namespace) == {}
+    again = run_playbook(PLAY, extra_vars=dict(params, calico_monitoring_state="absent"))
+    assert again.returncode == 0 and again.recap["changed"] == 0, again.stdout
+
+
+def test_conflict_is_reported_not_stolen_unless_forced(run_playbook, kube_admin, namespace, felix):
+    prepare(run_playbook, namespace, kube_admin, typha=True)
+    apply_as(kube_admin, OTHER, felix, {"prometheusMetricsEnabled": False})
+    params = role_vars(felix, calico_monitoring_calico_namespace=namespace)
+
+    refused = run_playbook(PLAY, extra_vars=params)
+    assert refused.returncode != 0
+    text = " ".join(refused.stdout.split())
+    assert "prometheusMetricsEnabled is owned by field manager %s with another value (False)" % OTHER in text, refused.stdout
+    assert "calico_monitoring_force: true" in text
+    obj = read_felix(kube_admin, felix)
+    assert obj["spec"] == {"prometheusMetricsEnabled": False} and owners(obj, "prometheusMetricsEnabled") == [OTHER]
+
+    forced = run_playbook(PLAY, extra_vars=dict(params, calico_monitoring_force=True))
+    assert forced.returncode == 0, forced.stdout
+    obj = read_felix(kube_admin, felix)
+    assert obj["spec"] == {"prometheusMetricsEnabled": True}
+    assert obj["metadata"]["annotations"][PREVIOUS] == "false"
+    assert owners(obj, "prometheusMetricsEnabled") == [MANAGER]
+    # a calico-typha Deployment: its metrics Service too
+    assert services(kube_admin, namespace) == {"felix-metrics-svc": 9091, "kube-controllers-metrics-svc": 9094,
+                                                "typha-metrics-svc": 9093}
+    again = run_playbook(PLAY, extra_vars=dict(params, calico_monitoring_force=True))
+    assert again.returncode == 0 and again.recap["changed"] == 0, again.stdout
+
+    gone = run_playbook(PLAY, extra_vars=dict(params, calico_monitoring_state="absent"))
+    assert gone.returncode == 0, gone.stdout
+    assert read_felix(kube_admin, felix)["spec"] == {"prometheusMetricsEnabled": False}
+    assert services(kube_admin, namespace) == {}
+
+
+def test_same_value_owned_by_another_manager_is_shared(run_playbook, kube_admin, namespace, felix):
+    prepare(run_playbook, namespace)
+    apply_as(kube_admin, OTHER, felix, {"prometheusMetricsEnabled": True})
+    params = role_vars(felix, calico_monitoring_calico_namespace=namespace)
+    done = run_playbook(PLAY, extra_vars=params)
+    assert done.returncode == 0, done.stdout
+    assert owners(read_felix(kube_admin, felix), "prometheusMetricsEnabled") == sorted([MANAGER, OTHER])
+    gone = run_playbook(PLAY, extra_vars=dict(params, calico_monitoring_state="absent"))
+    assert gone.returncode == 0, gone.stdout
+    obj = read_felix(kube_admin, felix)
+    assert obj["spec"] == {"prometheusMetricsEnabled": True} and owners(obj, "prometheusMetricsEnabled") == [OTHER]
+
+
+def test_prometheus_stack(run_playbook, kube_admin, namespace, felix):
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    prepare(run_playbook, namespace, kube_admin, typha=True)
+    prom_ns = namespace + "-prom"
+    params = role_vars(felix, calico_monitoring_calico_namespace=namespace, calico_monitoring_prometheus=True,
+                       calico_monitoring_prometheus_namespace=prom_ns)
+    core, rbac = client.CoreV1Api(kube_admin), client.RbacAuthorizationV1Api(kube_admin)
+
+    checked = run_playbook(PLAY, extra_vars=params, check=True)
+    assert checked.returncode == 0, checked.stdout
+    with pytest.raises(ApiException):
+        core.read_namespace(prom_ns)
+
+    first = run_playbook(PLAY, extra_vars=params)
+    assert first.returncode == 0, first.stdout
+    assert "Deployment %s/%s: 1 of 1 updated, 1 available" % (prom_ns, PROMETHEUS) in first.stdout
+    with open(os.path.join(REPO, "roles", "calico_monitoring", "vars", "main.yml"), encoding="utf-8") as handle:
+        expected_rules = yaml.safe_load(handle)["__calico_monitoring_prometheus_rules"]
+    rules = [{"apiGroups": r.api_groups, "resources": r.resources, "verbs": r.verbs}
+             for r in rbac.read_cluster_role(PROMETHEUS).rules]
+    assert rules == expected_rules
+    assert all(set(rule["verbs"]) == {"get", "list", "watch"} for rule in rules)
+    binding = rbac.read_cluster_role_binding(PROMETHEUS)
+    assert [(s.kind, s.namespace, s.name) for s in binding.subjects] == [("ServiceAccount", prom_ns, PROMETHEUS)]
+    deployment = client.AppsV1Api(kube_admin).read_namespaced_deployment(PROMETHEUS, prom_ns)
+    assert deployment.spec.template.spec.service_account_name == PROMETHEUS
+    assert deployment.spec.template.spec.containers[0].image == "docker.io/prom/prometheus:v3.15.0"
+
+    text = core.read_namespaced_config_map(PROMETHEUS, prom_ns).data["prometheus.yml"]
+    config = yaml.safe_load(text)
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert sorted(jobs) == ["felix", "kube-controllers", "netmend-agents", "prometheus", "typha"]
+    assert jobs["felix"]["kubernetes_sd_configs"] == [{"role": "endpointslice", "namespaces": {"names": [namespace]}}]
+    assert jobs["typha"]["relabel_configs"][0]["regex"] == "typha-metrics-svc"
+    keeps = [(r["source_labels"], r["regex"]) for r in jobs["netmend-agents"]["relabel_configs"] if r["action"] == "keep"]
+    assert keeps == [(["__meta_kubernetes_pod_label_app_kubernetes_io_part_of"], "netmend"),
+                     (["__meta_kubernetes_pod_container_port_name"], "metrics")]
+    # what the role validated before applying is what the ConfigMap holds
+    from ansible_collections.netmend.k8s.plugins.module_utils import promconfig
+    assert promconfig.validate(config) == []
+    assert config["global"] == {"scrape_interval": "15s", "scrape_timeout": "10s"}
+
+    second = run_playbook(PLAY, extra_vars=params)
+    assert second.returncode == 0 and second.recap["changed"] == 0, second.stdout
+
+    gone = run_playbook(PLAY, extra_vars=dict(params, calico_monitoring_state="absent"))
+    assert gone.returncode == 0, gone.stdout
+    for read in (lambda: core.read_namespace(prom_ns), lambda: rbac.read_cluster_role(PROMETHEUS),
+                 lambda: rbac.read_cluster_role_binding(PROMETHEUS)):
+        with pytest.raises(ApiException) as missing:
+            read()
+        assert missing.value.status == 404
+    assert services(kube_admin, namespace) == {}
+    assert "prometheusMetricsEnabled" not in read_felix(kube_admin, felix).get("spec", {})
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"calico_monitoring_scrape_interval": "5s", "calico_monitoring_scrape_timeout": "10s"},
+     "global: scrape_timeout 10s is longer than scrape_interval 5s"),
+    ({"calico_monitoring_extra_scrape_configs": [{"job_name": "felix", "static_configs": [{"targets": ["x:1"]}]}]},
+     "job 'felix': job_name is used by more than one scrape config"),
+    ({"calico_monitoring_extra_scrape_configs": [{"job_name": "x", "relabel_configs": [{"action": "keeep"}]}]},
+     "job 'x' relabel_configs[0]: unknown action 'keeep'"),
+])
+def test_invalid_prometheus_config_fails_before_anything_is_applied(run_playbook, kube_admin, namespace, felix,
+                                                                    extra, message):
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    prepare(run_playbook, namespace)
+    apply_as(kube_admin, OTHER, felix, {"logSeverityScreen": "Info"})
+    params = role_vars(felix, calico_monitoring_calico_namespace=namespace, calico_monitoring_prometheus=True,
+                       calico_monitoring_prometheus_namespace=namespace + "-prom", **extra)
+    done = run_playbook(PLAY, extra_vars=params)
+    assert done.returncode != 0
+    assert message in " ".join(done.stdout.split()), done.stdout
+    assert read_felix(kube_admin, felix)["spec"] == {"logSeverityScreen": "Info"}
+    assert services(kube_admin, namespace) == {}
+    with pytest.raises(ApiException):
+        client.CoreV1Api(kube_admin).read_namespace(namespace + "-prom")
