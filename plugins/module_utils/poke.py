@@ -429,7 +429,7 @@ def sweep(targets, timeout=1.0, count=1, size=56, dont_fragment=False, mtu_probe
     finally:
         for channel in channels.values():
             channel.close()
-    return classify(targets, probes if targets else [], mtu_probe, clock() - started)
+    return classify(targets, probes, mtu_probe, clock() - started)
 
 
 def _exchange(probes, channels, timeout, dont_fragment, rate, clock, poll_factory):

@@ -20,7 +20,7 @@ description:
   - Sends packets but changes nothing, so it always reports C(changed=false) and runs
     the same way in check mode.
 author:
-  - netmend.k8s contributors
+  - netmend developers (@netmend)
 options:
   targets:
     description:

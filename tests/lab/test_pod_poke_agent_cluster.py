@@ -98,7 +98,7 @@ def forward_api(netns, api_port):
     def accept():
         while True:
             try:
-                inside, _ = server.accept()
+                inside, _address = server.accept()
             except OSError:
                 return
             outside = socket.create_connection(("127.0.0.1", api_port))

@@ -71,8 +71,8 @@ FILTER_CASES = [
     ("explicit kube-system wins over the default exclusion", {"namespaces": ["kube-system"]},
      pod("dns", "kube-system", ip="10.0.0.10"),
      [{"ip": "10.0.0.10", "name": "dns", "namespace": "kube-system", "node": "n1"}]),
-    ("no exclusions", {"exclude_namespaces": []}, pod("dns", "kube-system"), [{"ip": "10.0.0.1", "name": "dns",
-                                                                                "namespace": "kube-system", "node": "n1"}]),
+    ("no exclusions", {"exclude_namespaces": []}, pod("dns", "kube-system"),
+     [{"ip": "10.0.0.1", "name": "dns", "namespace": "kube-system", "node": "n1"}]),
     ("selector", {"label_selector": "app=web"}, pod("db", labels={"app": "db"}), []),
     ("only not ready skips ready pods", {"only_not_ready": True}, pod("web", ready=True), []),
     ("only not ready keeps unready pods", {"only_not_ready": True}, pod("web", ready=False),
@@ -197,7 +197,7 @@ def test_sweeper_logs_each_newly_unreachable_target_once():
     sweeper = poke_agent.Sweeper(StaticTargets(["10.0.0.1", "10.0.0.2"]), poke_agent.Metrics(), {},
                                  sweep=lambda targets, **options: outcomes.pop(0),
                                  log=lambda fix, message, **fields: logs.append((message, fields.get("ip"))))
-    for _ in range(4):
+    for _sweep in range(4):
         sweeper()
     assert logs == [("unreachable", "10.0.0.2"), ("sweep", None), ("sweep", None),
                     ("unreachable", "10.0.0.1"), ("sweep", None), ("sweep", None)]
