@@ -1,0 +1,349 @@
+# Copyright: netmend.k8s contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The calico role by ansible-playbook against the lab API server: the manifest path with a
+Calico-shaped manifest (tests/lab/fixtures/calico), the operator path with the Installation CRD,
+the CIDR refusals, check mode, idempotence and absent.
+
+Every test installs into its own namespace (``calico_namespace``), so the calico_mtu tests'
+calico-config/calico-node never meet these. The cluster-scoped objects of the fixtures (the
+IPPool and Installation CRDs, calico ClusterRoles) are removed after each test.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import os
+import threading
+import time
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.cluster
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FIXTURES = os.path.join(REPO, "tests", "lab", "fixtures", "calico")
+MANIFEST = os.path.join(FIXTURES, "calico.yaml")
+OPERATOR = os.path.join(FIXTURES, "operator.yaml")
+POD_CIDR = "10.244.0.0/22"  # the span of the lab nodes' 10.244.{0,1,2}.0/24
+NODE_RANGES = "(10.244.0.0/24, 10.244.1.0/24, 10.244.2.0/24)"
+INSTALLATION_CRD = "installations.operator.tigera.io"
+IPPOOL_CRD = "ippools.crd.projectcalico.org"
+
+PLAY = """
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  vars:
+    ansible_python_interpreter: "{{ ansible_playbook_python }}"
+  tasks:
+    - name: Calico
+      ansible.builtin.include_role:
+        name: netmend.k8s.calico
+"""
+
+
+def load(path):
+    with open(path, encoding="utf-8") as handle:
+        return [doc for doc in yaml.safe_load_all(handle) if doc]
+
+
+def flat(text):
+    return " ".join(text.split())
+
+
+@pytest.fixture
+def dynamic(kube_admin):
+    from kubernetes import dynamic as kube_dynamic
+
+    return kube_dynamic.DynamicClient(kube_admin)
+
+
+def read(dynamic, doc, namespace=None):
+    """The live object of a manifest document (moved to ``namespace``), or None."""
+    from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+
+    try:
+        resource = dynamic.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
+    except ResourceNotFoundError:  # the CRD of that kind is gone
+        return None
+    try:
+        return resource.get(name=doc["metadata"]["name"],
+                            namespace=namespace if resource.namespaced else None).to_dict()
+    except NotFoundError:
+        return None
+
+
+def resource_versions(dynamic, docs, namespace):
+    return {(d["kind"], d["metadata"]["name"]): (read(dynamic, d, namespace) or {}).get("metadata", {}).get("resourceVersion")
+            for d in docs}
+
+
+def node_env(dynamic, namespace):
+    node = read(dynamic, {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "calico-node"}}, namespace)
+    return {e["name"]: e.get("value") for e in node["spec"]["template"]["spec"]["containers"][0]["env"]}, node
+
+
+def delete_crd(kube_admin, name):
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    extensions = client.ApiextensionsV1Api(kube_admin)
+    try:
+        extensions.delete_custom_resource_definition(name)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            extensions.read_custom_resource_definition(name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return
+            raise
+        time.sleep(0.5)
+    raise AssertionError("CRD %s was not deleted within 60s" % name)
+
+
+@pytest.fixture
+def cluster_scoped_cleanup(kube_admin):
+    """Remove the fixtures' cluster-scoped objects whatever the test did."""
+    yield
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    rbac = client.RbacAuthorizationV1Api(kube_admin)
+    for name in ("calico-node", "calico-kube-controllers"):
+        for delete in (rbac.delete_cluster_role, rbac.delete_cluster_role_binding):
+            try:
+                delete(name)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+    for crd in (IPPOOL_CRD, INSTALLATION_CRD):
+        delete_crd(kube_admin, crd)
+
+
+def test_manifest_install_aligns_the_pool_and_is_idempotent(run_playbook, dynamic, namespace, cluster_scoped_cleanup):
+    docs = load(MANIFEST)
+    params = {"calico_manifest": MANIFEST, "calico_namespace": namespace}
+
+    checked = run_playbook(PLAY, extra_vars=params, check=True)
+    assert checked.returncode == 0, checked.stdout
+    assert "Changed 10 of 10 objects" in flat(checked.stdout)
+    assert set(resource_versions(dynamic, docs, namespace).values()) == {None}  # check mode created nothing
+
+    first = run_playbook(PLAY, extra_vars=params)
+    assert first.returncode == 0, first.stdout
+    out = flat(first.stdout)
+    assert "Pod CIDR %s from the span of the nodes' spec.podCIDR %s" % (POD_CIDR, NODE_RANGES) in out
+    assert "Service CIDR 10.96.0.0/12 from Kubernetes' default" in out
+    assert "Calico manifest install: pool %s, encapsulation IPIP, MTU left as it is" % POD_CIDR in out
+    assert "Changed 10 of 10 objects" in out
+    assert "DaemonSet %s/calico-node: 3 of 3 updated, 3 available" % namespace in out
+    assert "Deployment %s/calico-kube-controllers: 1 of 1 updated, 1 available" % namespace in out
+    env, node = node_env(dynamic, namespace)
+    assert env["CALICO_IPV4POOL_CIDR"] == POD_CIDR
+    assert (env["CALICO_IPV4POOL_IPIP"], env["CALICO_IPV4POOL_VXLAN"]) == ("Always", "Never")
+    assert env["FELIX_IPINIPMTU"] is None  # valueFrom calico-config, as the manifest has it
+    assert node["status"]["numberAvailable"] == node["status"]["desiredNumberScheduled"] == 3
+    managers = {m["manager"] for m in node["metadata"]["managedFields"] if m["operation"] == "Apply"}
+    assert managers == {"netmend-calico"}
+    binding = read(dynamic, {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                             "metadata": {"name": "calico-node"}})
+    assert [s["namespace"] for s in binding["subjects"]] == [namespace]
+    config = read(dynamic, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "calico-config"}}, namespace)
+    assert config["data"]["veth_mtu"] == "0"
+
+    second = run_playbook(PLAY, extra_vars=params)
+    assert second.returncode == 0 and second.recap["changed"] == 0, second.stdout
+    assert "Changed 0 of 10 objects" in flat(second.stdout)
+
+    vxlan = dict(params, calico_encapsulation="vxlan", calico_cross_subnet=True, calico_veth_mtu=1410)
+    before = resource_versions(dynamic, docs, namespace)
+    checked = run_playbook(PLAY, extra_vars=vxlan, check=True, diff=True)
+    assert checked.returncode == 0, checked.stdout
+    assert ("Changed 2 of 10 objects: ConfigMap/%s/calico-config, DaemonSet/%s/calico-node" % (namespace, namespace)
+            in flat(checked.stdout))
+    assert resource_versions(dynamic, docs, namespace) == before  # check mode wrote nothing
+    assert node_env(dynamic, namespace)[0]["CALICO_IPV4POOL_VXLAN"] == "Never"
+
+    changed = run_playbook(PLAY, extra_vars=vxlan)
+    assert changed.returncode == 0 and changed.recap["changed"] == 1, changed.stdout
+    assert "encapsulation VXLANCrossSubnet, MTU 1410" in flat(changed.stdout)
+    env, node = node_env(dynamic, namespace)
+    assert (env["CALICO_IPV4POOL_IPIP"], env["CALICO_IPV4POOL_VXLAN"]) == ("Never", "CrossSubnet")
+    assert env["CALICO_IPV4POOL_CIDR"] == POD_CIDR
+    # the same fields and restart annotation the calico_mtu role writes
+    assert node["spec"]["template"]["metadata"]["annotations"] == {"netmend.io/calico-mtu": "1410"}
+    config = read(dynamic, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "calico-config"}}, namespace)
+    assert config["data"]["veth_mtu"] == "1410"
+    assert "DaemonSet %s/calico-node: 3 of 3 updated, 3 available" % namespace in flat(changed.stdout)
+    again = run_playbook(PLAY, extra_vars=vxlan)
+    assert again.returncode == 0 and again.recap["changed"] == 0, again.stdout
+
+    # without calico_veth_mtu the live MTU stays (a calico_mtu role run is not undone)
+    keep = run_playbook(PLAY, extra_vars=dict(params, calico_encapsulation="vxlan", calico_cross_subnet=True))
+    assert keep.returncode == 0, keep.stdout
+    config = read(dynamic, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "calico-config"}}, namespace)
+    assert config["data"]["veth_mtu"] == "1410"
+
+    absent = dict(params, calico_state="absent")
+    checked = run_playbook(PLAY, extra_vars=absent, check=True)
+    assert checked.returncode == 0 and checked.recap["changed"] == 1, checked.stdout
+    assert None not in resource_versions(dynamic, docs, namespace).values()
+    gone = run_playbook(PLAY, extra_vars=absent)
+    assert gone.returncode == 0 and gone.recap["changed"] == 1, gone.stdout
+    assert set(resource_versions(dynamic, docs, namespace).values()) == {None}
+    again = run_playbook(PLAY, extra_vars=absent)
+    assert again.returncode == 0 and again.recap["changed"] == 0, again.stdout
+
+
+def ippool_crd_with_pool(kube_admin, dynamic, cidr):
+    """The fixture manifest's IPPool CRD and one pool, as a cluster with Calico already running has."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    crd = next(d for d in load(MANIFEST) if d["kind"] == "CustomResourceDefinition")
+    client.ApiextensionsV1Api(kube_admin).create_custom_resource_definition(crd)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            client.CustomObjectsApi(kube_admin).create_cluster_custom_object("crd.projectcalico.org", "v1", "ippools", {
+                "apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool", "metadata": {"name": "default-ipv4-ippool"},
+                "spec": {"cidr": cidr, "ipipMode": "Always", "natOutgoing": True}})
+            return
+        except ApiException as exc:  # the CRD takes a moment to be served
+            if exc.status != 404 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+@pytest.mark.parametrize("extra, pool, message", [
+    ({"calico_ipv4pool_cidr": "10.245.0.0/16"}, None,
+     "calico_ipv4pool_cidr 10.245.0.0/16 does not sit inside the cluster's pod CIDR %s" % POD_CIDR),
+    ({"calico_ipv4pool_cidr": "10.244.0.0/16"}, None,
+     "calico_ipv4pool_cidr 10.244.0.0/16 does not sit inside the cluster's pod CIDR %s" % POD_CIDR),
+    ({}, "192.168.0.0/16",
+     "IPPool default-ipv4-ippool 192.168.0.0/16 does not sit inside the cluster's pod CIDR %s" % POD_CIDR),
+    ({"calico_service_cidr": "10.244.2.0/24"}, None,
+     "The pool CIDR %s overlaps the service CIDR 10.244.2.0/24 (from calico_service_cidr)" % POD_CIDR),
+    ({"calico_ipv4pool_cidr": "10.244.1.0/24", "calico_service_cidr": "10.244.0.0/23"}, None,
+     "calico_ipv4pool_cidr 10.244.1.0/24 overlaps the service CIDR 10.244.0.0/23"),
+    ({"calico_ipv4pool_cidr": "10.244.1.7/24"}, None, "misaligned CIDR '10.244.1.7/24'"),
+    ({"calico_ipv4pool_cidr": "fd00:10:244::/64"}, None, "calico_ipv4pool_cidr fd00:10:244::/64 is not an IPv4 CIDR"),
+    ({"calico_cross_subnet": True, "calico_encapsulation": "none"}, None,
+     "calico_cross_subnet is true but calico_encapsulation is none"),
+    ({"calico_veth_mtu": 40}, None, "calico_mtu_mtu is 40: it must be an integer from 68 to 65535"),
+    ({"calico_encapsulation": "gre"}, None, "value of calico_encapsulation must be one of: ipip, vxlan, none, got: gre"),
+    ({"calico_manifest": None}, None, "calico_install is manifest but calico_manifest is not set"),
+    ({"calico_install": "operator"}, None, "the cluster has no CRD installations.operator.tigera.io"),
+])
+def test_bad_input_is_refused_and_nothing_is_written(run_playbook, kube_admin, dynamic, namespace,
+                                                     cluster_scoped_cleanup, extra, pool, message):
+    if pool:
+        ippool_crd_with_pool(kube_admin, dynamic, pool)
+    params = dict({"calico_manifest": MANIFEST, "calico_namespace": namespace}, **extra)
+    done = run_playbook(PLAY, extra_vars=params)
+    assert done.returncode != 0 and done.recap.get("changed") == 0, done.stdout
+    assert message in flat(done.stdout), done.stdout
+    live = {key for key, version in resource_versions(dynamic, load(MANIFEST), namespace).items() if version}
+    assert live == ({("CustomResourceDefinition", IPPOOL_CRD)} if pool else set())
+
+
+def test_aligned_existing_pool_is_accepted_and_reported(run_playbook, kube_admin, dynamic, namespace,
+                                                        cluster_scoped_cleanup):
+    ippool_crd_with_pool(kube_admin, dynamic, "10.244.0.0/23")
+    done = run_playbook(PLAY, extra_vars={"calico_manifest": MANIFEST, "calico_namespace": namespace,
+                                          "calico_wait": False}, check=True)
+    assert done.returncode == 0, done.stdout
+    assert "Existing IP pools: IPPool default-ipv4-ippool 10.244.0.0/23" in flat(done.stdout)
+
+
+@pytest.fixture
+def served_manifest():
+    """The fixture manifest over HTTP on loopback."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=FIXTURES)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield "http://127.0.0.1:%d/calico.yaml" % server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_manifest_from_a_url_with_its_checksum(run_playbook, dynamic, namespace, served_manifest):
+    with open(MANIFEST, "rb") as handle:
+        checksum = hashlib.sha256(handle.read()).hexdigest()
+    params = {"calico_manifest": served_manifest, "calico_namespace": namespace, "calico_manifest_checksum": checksum}
+    done = run_playbook(PLAY, extra_vars=params, check=True)
+    assert done.returncode == 0, done.stdout
+    assert "Changed 10 of 10 objects" in flat(done.stdout)
+
+    wrong = run_playbook(PLAY, extra_vars=dict(params, calico_manifest_checksum="0" * 64), check=True)
+    assert wrong.returncode != 0
+    assert "%s has sha256 %s, not calico_manifest_checksum %s" % (served_manifest, checksum, "0" * 64) in flat(wrong.stdout)
+    assert set(resource_versions(dynamic, load(MANIFEST), namespace).values()) == {None}
+
+
+def simulate_operator(kube_admin, namespace):
+    """What the operator would run in calico-system: calico-node and calico-kube-controllers."""
+    from kubernetes import utils
+
+    for doc in load(MANIFEST):
+        if doc["kind"] in ("DaemonSet", "Deployment"):
+            doc["metadata"]["namespace"] = namespace
+            doc["spec"]["template"]["metadata"].pop("namespace", None)
+            doc["spec"]["template"]["spec"].pop("serviceAccountName")
+            utils.create_from_dict(kube_admin, doc, namespace=namespace)
+
+
+def test_operator_install_sets_the_installation_pool(run_playbook, kube_admin, dynamic, namespace, cluster_scoped_cleanup):
+    installation = {"apiVersion": "operator.tigera.io/v1", "kind": "Installation", "metadata": {"name": "default"}}
+    params = {"calico_install": "operator", "calico_manifest": OPERATOR, "calico_operator_namespace": namespace,
+              "calico_encapsulation": "vxlan", "calico_cross_subnet": True, "calico_veth_mtu": 1400,
+              "calico_installation_spec": {"variant": "Calico", "calicoNetwork": {"bgp": "Disabled"}}}
+
+    checked = run_playbook(PLAY, extra_vars=params, check=True)
+    assert checked.returncode == 0, checked.stdout
+    assert read(dynamic, load(OPERATOR)[0]) is None
+
+    simulate_operator(kube_admin, namespace)
+    first = run_playbook(PLAY, extra_vars=params)
+    assert first.returncode == 0, first.stdout
+    out = flat(first.stdout)
+    assert "Changed 2 of 2 objects: CustomResourceDefinition/%s, Installation/default" % INSTALLATION_CRD in out
+    assert "DaemonSet %s/calico-node: 3 of 3 updated, 3 available" % namespace in out
+    assert "Deployment %s/calico-kube-controllers: 1 of 1 updated, 1 available" % namespace in out
+    assert read(dynamic, installation)["spec"] == {
+        "variant": "Calico",
+        "calicoNetwork": {
+            "bgp": "Disabled",
+            "mtu": 1400,
+            "ipPools": [{"name": "default-ipv4-ippool", "cidr": POD_CIDR, "encapsulation": "VXLANCrossSubnet",
+                         "natOutgoing": "Enabled", "nodeSelector": "all()"}],
+        },
+    }
+
+    second = run_playbook(PLAY, extra_vars=params)
+    assert second.returncode == 0 and second.recap["changed"] == 0, second.stdout
+
+    before = read(dynamic, installation)["metadata"]["resourceVersion"]
+    checked = run_playbook(PLAY, extra_vars=dict(params, calico_encapsulation="ipip", calico_cross_subnet=False),
+                           check=True)
+    assert checked.returncode == 0 and checked.recap["changed"] == 1, checked.stdout
+    assert read(dynamic, installation)["metadata"]["resourceVersion"] == before
+
+    refused = run_playbook(PLAY, extra_vars=dict(params, calico_ipv4pool_cidr="192.168.0.0/16"))
+    assert refused.returncode != 0
+    assert "calico_ipv4pool_cidr 192.168.0.0/16 does not sit inside the cluster's pod CIDR %s" % POD_CIDR in flat(refused.stdout)
+    assert read(dynamic, installation)["metadata"]["resourceVersion"] == before
+
+    absent = {"calico_install": "operator", "calico_manifest": OPERATOR, "calico_state": "absent"}
+    gone = run_playbook(PLAY, extra_vars=absent)
+    assert gone.returncode == 0 and gone.recap["changed"] == 2, gone.stdout
+    assert read(dynamic, load(OPERATOR)[0]) is None
+    again = run_playbook(PLAY, extra_vars=absent)
+    assert again.returncode == 0 and again.recap["changed"] == 0, again.stdout
