@@ -347,3 +347,37 @@ def test_operator_install_sets_the_installation_pool(run_playbook, kube_admin, d
     assert read(dynamic, load(OPERATOR)[0]) is None
     again = run_playbook(PLAY, extra_vars=absent)
     assert again.returncode == 0 and again.recap["changed"] == 0, again.stdout
+
+
+@pytest.fixture
+def kubeadm_config(kube_admin):
+    """kube-system/kubeadm-config as kubeadm writes it (dual stack); deleted after the test."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(kube_admin)
+    cluster_configuration = {
+        "apiVersion": "kubeadm.k8s.io/v1beta3", "kind": "ClusterConfiguration", "kubernetesVersion": "v1.30.0",
+        "networking": {"dnsDomain": "cluster.local", "podSubnet": "10.32.0.0/16,fd00:10:32::/56",
+                       "serviceSubnet": "10.33.0.0/16,fd00:10:33::/112"}}
+    core.create_namespaced_config_map("kube-system", {
+        "metadata": {"name": "kubeadm-config"},
+        "data": {"ClusterConfiguration": yaml.safe_dump(cluster_configuration)}})
+    yield
+    core.delete_namespaced_config_map("kubeadm-config", "kube-system")
+
+
+def test_kubeadm_config_decides_the_pod_and_service_cidrs(run_playbook, dynamic, namespace, kubeadm_config):
+    params = {"calico_manifest": MANIFEST, "calico_namespace": namespace}
+    done = run_playbook(PLAY, extra_vars=params, check=True)
+    assert done.returncode == 0, done.stdout
+    out = flat(done.stdout)
+    assert "Pod CIDR 10.32.0.0/16, fd00:10:32::/56 from kubeadm-config ClusterConfiguration networking.podSubnet" in out
+    assert "Service CIDR 10.33.0.0/16, fd00:10:33::/112 from kubeadm-config ClusterConfiguration networking.serviceSubnet" in out
+    assert "Calico manifest install: pool 10.32.0.0/16, encapsulation IPIP" in out
+
+    # the nodes' 10.244.0.0/22 is not what kubeadm says the cluster routes
+    refused = run_playbook(PLAY, extra_vars=dict(params, calico_ipv4pool_cidr=POD_CIDR), check=True)
+    assert refused.returncode != 0
+    assert ("calico_ipv4pool_cidr %s does not sit inside the cluster's pod CIDR 10.32.0.0/16, fd00:10:32::/56" % POD_CIDR
+            in flat(refused.stdout))
+    assert set(resource_versions(dynamic, load(MANIFEST), namespace).values()) == {None}
