@@ -381,3 +381,47 @@ def test_kubeadm_config_decides_the_pod_and_service_cidrs(run_playbook, dynamic,
     assert ("calico_ipv4pool_cidr %s does not sit inside the cluster's pod CIDR 10.32.0.0/16, fd00:10:32::/56" % POD_CIDR
             in flat(refused.stdout))
     assert set(resource_versions(dynamic, load(MANIFEST), namespace).values()) == {None}
+
+
+def test_created_namespace_comes_and_goes_with_the_install(run_playbook, kube_admin, dynamic, cluster_scoped_cleanup):
+    import uuid
+
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    core = client.CoreV1Api(kube_admin)
+    name = "t-calico-" + uuid.uuid4().hex[:6]
+    params = {"calico_manifest": MANIFEST, "calico_namespace": name, "calico_create_namespace": True}
+    try:
+        checked = run_playbook(PLAY, extra_vars=params, check=True)
+        assert checked.returncode == 0, checked.stdout
+        assert "Changed 11 of 11 objects: Namespace/%s, CustomResourceDefinition" % name in flat(checked.stdout)
+        with pytest.raises(ApiException):
+            core.read_namespace(name)
+
+        first = run_playbook(PLAY, extra_vars=params)
+        assert first.returncode == 0, first.stdout
+        assert core.read_namespace(name).metadata.labels["pod-security.kubernetes.io/enforce"] == "privileged"
+        assert "DaemonSet %s/calico-node: 3 of 3 updated, 3 available" % name in flat(first.stdout)
+        second = run_playbook(PLAY, extra_vars=params)
+        assert second.returncode == 0 and second.recap["changed"] == 0, second.stdout
+
+        gone = run_playbook(PLAY, extra_vars=dict(params, calico_state="absent"))
+        assert gone.returncode == 0, gone.stdout
+        with pytest.raises(ApiException) as missing:
+            core.read_namespace(name)
+        assert missing.value.status == 404
+    finally:
+        try:
+            core.delete_namespace(name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    refused = run_playbook(PLAY, extra_vars=dict(params, calico_namespace="kube-system"))
+    assert refused.returncode != 0
+    assert "calico_create_namespace is true but calico_namespace is kube-system, which absent must never delete" in flat(
+        refused.stdout)
+    missing_ns = run_playbook(PLAY, extra_vars=dict(params, calico_create_namespace=False))
+    assert missing_ns.returncode != 0
+    assert "calico_namespace %s does not exist: create it, or set calico_create_namespace" % name in flat(missing_ns.stdout)
