@@ -65,6 +65,9 @@ def test_agent_role_lifecycle(run_playbook, kube_admin, agent_namespace):
     spec = ds.spec.template.spec
     assert spec.containers[0].command[-1] == "pod_poke"
     assert spec.tolerations[0].operator == "Exists"
+    assert spec.automount_service_account_token is True
+    managers = {(m.manager, m.operation) for m in ds.metadata.managed_fields}
+    assert ("netmend.k8s", "Apply") in managers, managers
     assert ds.spec.update_strategy.rolling_update.max_unavailable == 1
     cm = core.read_namespaced_config_map("netmend-pod-poke-code", agent_namespace)
     assert set(cm.data) == {"agent.py", "kube_lite.py"}
