@@ -121,7 +121,10 @@ def connectivity_advice(rows):
         nodes = ", ".join(row["not_ready_nodes"] if kind in ("blocked", "flapping") else row["nodes"]) or "none"
         lines.append("%s: expected %s, observed %s (probe nodes: %s). Look at:"
                      % (row["path"], row["expected"], row["observed"], nodes))
-        lines.extend("  - " + advice for advice in _ADVICE[kind])
+        advice = _ADVICE[kind]
+        if kind == "flapping":
+            advice = advice + _ADVICE["blocked" if row["expected"] == "allowed" else "leaking"]
+        lines.extend("  - " + item for item in advice)
     return lines
 
 
