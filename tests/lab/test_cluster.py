@@ -55,6 +55,7 @@ def test_daemonset_runs_one_pod_per_node_each_with_an_ip(kube_admin, namespace):
     assert pods, "the DaemonSet did not get one Running pod per node"
     assert {p.spec.node_name for p in pods} == nodes
     assert len({p.status.pod_ip for p in pods}) == len(nodes)
+
     def available():
         status = apps.read_namespaced_daemon_set(namespace=namespace, name="probe").status
         return status if status.number_available == len(nodes) else None
