@@ -172,6 +172,12 @@ def test_apply_keeps_other_managers_fields_and_absent_restores(run_playbook, kub
     second = run_playbook(PLAY, extra_vars=params)
     assert second.returncode == 0 and second.recap["changed"] == 0, second.stdout
 
+    before = read_felix(kube_admin, felix)
+    checked_absent = run_playbook(PLAY, extra_vars=dict(params, calico_monitoring_state="absent"), check=True)
+    assert checked_absent.returncode == 0 and checked_absent.recap["changed"] >= 2, checked_absent.stdout
+    assert read_felix(kube_admin, felix)["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert len(services(kube_admin, namespace)) == 2  # check mode deleted nothing
+
     gone = run_playbook(PLAY, extra_vars=dict(params, calico_monitoring_state="absent"))
     assert gone.returncode == 0, gone.stdout
     obj = read_felix(kube_admin, felix)

@@ -152,6 +152,11 @@ def test_apply_verify_and_absent(run_playbook, kube_admin, names):
     for item in ("CNI pods on every node", "routes both ways", "MTU"):
         assert item in text, blocked.stdout
 
+    checked_absent = run_playbook(PLAY, extra_vars=dict(names, connectivity_check_state="absent"), check=True)
+    assert checked_absent.returncode == 0 and checked_absent.recap["changed"] == 1, checked_absent.stdout
+    for name in (namespace, isolated):
+        assert core.read_namespace(name).status.phase == "Active"  # check mode deleted nothing
+
     gone = run_playbook(PLAY, extra_vars=dict(names, connectivity_check_state="absent"))
     assert gone.returncode == 0, gone.stdout
     for name in (namespace, isolated):
