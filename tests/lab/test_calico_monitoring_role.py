@@ -298,6 +298,9 @@ def test_prometheus_stack(run_playbook, kube_admin, namespace, felix):
      "job 'felix': job_name is used by more than one scrape config"),
     ({"calico_monitoring_extra_scrape_configs": [{"job_name": "x", "relabel_configs": [{"action": "keeep"}]}]},
      "job 'x' relabel_configs[0]: unknown action 'keeep'"),
+    ({"calico_monitoring_prometheus_retention": "1 day"},
+     "calico_monitoring_prometheus_retention 1 day is not a Prometheus duration (like 24h)"),
+    ({"calico_monitoring_felix_api_version": "projectcalico.org/v1"}, "calico_monitoring_felix_api_version"),
 ])
 def test_invalid_prometheus_config_fails_before_anything_is_applied(run_playbook, kube_admin, namespace, felix,
                                                                     extra, message):
