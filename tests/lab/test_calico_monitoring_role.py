@@ -209,8 +209,8 @@ def test_conflict_is_reported_not_stolen_unless_forced(run_playbook, kube_admin,
     assert obj["metadata"]["annotations"][PREVIOUS] == "false"
     assert owners(obj, "prometheusMetricsEnabled") == [MANAGER]
     # a calico-typha Deployment: its metrics Service too
-    assert services(kube_admin, namespace) == {"felix-metrics-svc": 9091, "kube-controllers-metrics-svc": 9094,
-                                                "typha-metrics-svc": 9093}
+    assert services(kube_admin, namespace) == {
+        "felix-metrics-svc": 9091, "kube-controllers-metrics-svc": 9094, "typha-metrics-svc": 9093}
     again = run_playbook(PLAY, extra_vars=dict(params, calico_monitoring_force=True))
     assert again.returncode == 0 and again.recap["changed"] == 0, again.stdout
 

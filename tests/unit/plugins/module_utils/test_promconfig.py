@@ -86,8 +86,8 @@ def test_valid_configs(config):
      "target_label 'b c' is not a valid label name or template"),
     ({"scrape_configs": [job(relabel_configs=[{"source_labels": ["a"], "action": "keep", "regexp": "x"}])]},
      "job 'felix' relabel_configs[0]: unknown keys regexp"),
-    ({"scrape_configs": [job(relabel_configs=[{"source_labels": ["a"], "target_label": "b", "regex": "x",
-                                                "action": "keepequal"}])]},
+    ({"scrape_configs": [job(relabel_configs=[
+        {"source_labels": ["a"], "target_label": "b", "regex": "x", "action": "keepequal"}])]},
      "action keepequal takes only source_labels and target_label, not regex"),
     ({"scrape_configs": [job(kubernetes_sd_configs=[{"role": "endpoint"}])]},
      "job 'felix' kubernetes_sd_configs[0]: role 'endpoint' is not one of"),
