@@ -24,7 +24,7 @@ pytestmark = pytest.mark.cluster
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.path.join(REPO, "tests", "lab", "fixtures", "calico")
-MANIFEST = os.path.join(FIXTURES, "calico.yaml")
+MANIFEST = os.path.join(FIXTURES, "calico.manifest")
 OPERATOR = os.path.join(FIXTURES, "operator.yaml")
 POD_CIDR = "10.244.0.0/22"  # the span of the lab nodes' 10.244.{0,1,2}.0/24
 NODE_RANGES = "(10.244.0.0/24, 10.244.1.0/24, 10.244.2.0/24)"
@@ -269,7 +269,7 @@ def served_manifest():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield "http://127.0.0.1:%d/calico.yaml" % server.server_address[1]
+    yield "http://127.0.0.1:%d/calico.manifest" % server.server_address[1]
     server.shutdown()
     server.server_close()
 

@@ -12,7 +12,7 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.netmend.k8s.plugins.filter import pod_cidr
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
-MANIFEST = os.path.join(REPO, "tests", "lab", "fixtures", "calico", "calico.yaml")
+MANIFEST = os.path.join(REPO, "tests", "lab", "fixtures", "calico", "calico.manifest")
 
 
 @pytest.fixture(scope="module")
