@@ -52,7 +52,7 @@ $(SANITY_VENV)/.installed: requirements-dev.txt
 	  mkdir -p $(HOME)/.ansible/test/cache && cp lab/ansible_test_pip.py $(HOME)/.ansible/test/cache/get_pip_$${version//./_}.py
 	touch $@
 
-sanity: $(SANITY_VENV)/.installed ## ansible-test sanity (local mode, in its own virtualenv)
+sanity: sysdeps $(SANITY_VENV)/.installed ## ansible-test sanity (local mode, in its own virtualenv)
 	rm -rf $(SANITY_COPY); mkdir -p $(SANITY_COPY)
 	git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf - | tar -xf - -C $(SANITY_COPY)
 	cd $(SANITY_COPY) && git init -q && git add -A && \
@@ -71,7 +71,7 @@ lab-down: ## stop the lab cluster
 lab-status: ## is the lab cluster up
 	lab/cluster.sh status
 
-lab-test: venv collection ## lab tests: real netns/iptables/packets and the lab API server (root)
+lab-test: sysdeps venv collection ## lab tests: real netns/iptables/packets and the lab API server (root)
 	$(BIN)/pytest tests/lab
 
 molecule: venv collection ## Molecule default scenario against the lab cluster
