@@ -23,7 +23,7 @@ export PY_COLORS := 0
 sysdeps: ## system packages the lab needs (iptables, iproute2), installed when missing
 	lab/sysdeps.sh
 
-.PHONY: help sysdeps venv collection unit sanity lint lab-up lab-down lab-status lab-test molecule site test clean
+.PHONY: help sysdeps venv collection unit sanity lint lab-up lab-down lab-status lab-test molecule bench site test clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -76,6 +76,10 @@ lab-test: sysdeps venv collection ## lab tests: real netns/iptables/packets and 
 
 molecule: venv collection ## Molecule default scenario against the lab cluster
 	$(BIN)/molecule test -s default
+
+bench: sysdeps venv collection ## every benchmark: figures and ratios, each measured side by side in one run (root, lab up)
+	lab/cluster.sh up
+	for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script; done
 
 site: venv collection ## the main job against the lab cluster
 	lab/cluster.sh up
