@@ -40,7 +40,7 @@ collection: ## lay the repository out as ansible_collections/netmend/k8s
 	ln -sfn $(CURDIR) $(COLL_LINK)
 
 unit: venv collection ## unit tests (pure logic, no root, no cluster)
-	$(BIN)/pytest tests/unit
+	$(BIN)/pytest tests/unit --junitxml=$(BUILD)/junit/unit.xml
 
 # ansible-test gets a virtualenv of its own: --requirements installs its pinned
 # linters there, and its --venv/--docker modes need downloads this machine lacks.
@@ -72,7 +72,7 @@ lab-status: ## is the lab cluster up
 	lab/cluster.sh status
 
 lab-test: sysdeps venv collection ## lab tests: real netns/iptables/packets and the lab API server (root)
-	$(BIN)/pytest tests/lab
+	$(BIN)/pytest tests/lab --junitxml=$(BUILD)/junit/lab.xml
 
 molecule: venv collection ## Molecule default scenario against the lab cluster
 	$(BIN)/molecule test -s default
@@ -86,11 +86,13 @@ site: venv collection ## the main job against the lab cluster
 	$(BIN)/ansible-playbook -i localhost, playbooks/site.yml
 
 test: sysdeps venv collection ## everything, from nothing: CI runs this
+	rm -rf $(BUILD)/junit
 	$(MAKE) unit
 	$(MAKE) lint
 	$(MAKE) sanity
 	lab/cluster.sh up
 	trap 'lab/cluster.sh down' EXIT; $(MAKE) lab-test && $(MAKE) molecule && $(MAKE) site
+	$(BIN)/python lab/summary.py $(BUILD)/junit
 
 clean: ## remove the virtualenv and build tree (the Go binary cache stays)
 	rm -rf $(VENV) $(BUILD) tests/output

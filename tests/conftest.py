@@ -140,14 +140,37 @@ def ansible_env(kubeconfig):
     return env
 
 
+LOCAL_PLAY = """
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  vars:
+    ansible_python_interpreter: "{{ ansible_playbook_python }}"
+  tasks:
+    - name: %s
+      %s: %s
+"""
+
+
+def local_play(spec):
+    """One play on localhost that includes a role ({'role': fqcn}) or a tasks file ({'tasks': path})."""
+    if "role" in spec:
+        return LOCAL_PLAY % (spec["role"], "ansible.builtin.include_role", "\n        name: " + spec["role"])
+    return LOCAL_PLAY % (os.path.basename(spec["tasks"]), "ansible.builtin.include_tasks", spec["tasks"])
+
+
 @pytest.fixture
 def run_playbook(ansible_env, tmp_path):
-    """run_playbook(text_or_path, extra_vars=None, check=False, diff=False) -> CompletedProcess.
+    """run_playbook(playbook, extra_vars=None, check=False, diff=False) -> CompletedProcess.
 
-    ``text`` is a whole playbook as YAML text (written to a temp file) or an existing path.
+    ``playbook`` is a whole playbook as YAML text (written to a temp file), an existing
+    path, or a spec for local_play(): {'role': fqcn} or {'tasks': path}.
     The result carries ``recap``: {'ok': n, 'changed': n, 'failed': n, ...} for localhost.
     """
+
     def run(playbook, extra_vars=None, check=False, diff=False, extra_args=(), inventory="localhost,"):
+        if isinstance(playbook, dict):
+            playbook = local_play(playbook)
         path = playbook
         if not os.path.exists(str(playbook)):
             path = tmp_path / ("play-%s.yml" % uuid.uuid4().hex[:6])

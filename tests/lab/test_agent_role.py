@@ -5,30 +5,17 @@ import pytest
 
 pytestmark = pytest.mark.cluster
 
-PLAY = """
-- hosts: localhost
-  connection: local
-  gather_facts: false
-  vars:
-    ansible_python_interpreter: "{{ ansible_playbook_python }}"
-  tasks:
-    - name: Agent
-      ansible.builtin.include_role:
-        name: netmend.k8s.agent
-      vars:
-        agent_fix: pod_poke
-        agent_namespace: %(namespace)s
-        agent_state: %(state)s
-        agent_rbac_rules:
-          - apiGroups: [""]
-            resources: [pods]
-            verbs: [list, watch]
-        agent_args: ["--interval", "5"]
-"""
+PLAY = {"role": "netmend.k8s.agent"}
 
 
-def play(namespace, state="present"):
-    return PLAY % {"namespace": namespace, "state": state}
+def play_vars(namespace, state="present"):
+    return {
+        "agent_fix": "pod_poke",
+        "agent_namespace": namespace,
+        "agent_state": state,
+        "agent_rbac_rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}],
+        "agent_args": ["--interval", "5"],
+    }
 
 
 @pytest.fixture
@@ -51,12 +38,12 @@ def test_agent_role_lifecycle(run_playbook, kube_admin, agent_namespace):
     apps = client.AppsV1Api(kube_admin)
     core = client.CoreV1Api(kube_admin)
 
-    checked = run_playbook(play(agent_namespace), check=True)
+    checked = run_playbook(PLAY, extra_vars=play_vars(agent_namespace), check=True)
     assert checked.returncode == 0, checked.stdout
     with pytest.raises(ApiException):
         core.read_namespace(agent_namespace)
 
-    first = run_playbook(play(agent_namespace))
+    first = run_playbook(PLAY, extra_vars=play_vars(agent_namespace))
     assert first.returncode == 0, first.stdout
     assert first.recap["changed"] >= 2
     assert "3 of 3 updated, 3 available" in first.stdout
@@ -76,15 +63,15 @@ def test_agent_role_lifecycle(run_playbook, kube_admin, agent_namespace):
     labels = core.read_namespace(agent_namespace).metadata.labels
     assert labels["pod-security.kubernetes.io/enforce"] == "privileged"
 
-    second = run_playbook(play(agent_namespace))
+    second = run_playbook(PLAY, extra_vars=play_vars(agent_namespace))
     assert second.returncode == 0, second.stdout
     assert second.recap["changed"] == 0, second.stdout
 
-    gone = run_playbook(play(agent_namespace, "absent"))
+    gone = run_playbook(PLAY, extra_vars=play_vars(agent_namespace, "absent"))
     assert gone.returncode == 0, gone.stdout
     rbac = client.RbacAuthorizationV1Api(kube_admin)
     with pytest.raises(ApiException) as missing:
         rbac.read_cluster_role("netmend-pod-poke")
     assert missing.value.status == 404
-    again = run_playbook(play(agent_namespace, "absent"))
+    again = run_playbook(PLAY, extra_vars=play_vars(agent_namespace, "absent"))
     assert again.returncode == 0 and again.recap["changed"] == 0, again.stdout

@@ -25,28 +25,9 @@ OTHER = "gitops-tool"
 PREVIOUS = "netmend.io/calico-monitoring-previous"
 PROMETHEUS = "netmend-calico-prometheus"
 
-PLAY = """
-- hosts: localhost
-  connection: local
-  gather_facts: false
-  vars:
-    ansible_python_interpreter: "{{ ansible_playbook_python }}"
-  tasks:
-    - name: Calico monitoring
-      ansible.builtin.include_role:
-        name: netmend.k8s.calico_monitoring
-"""
+PLAY = {"role": "netmend.k8s.calico_monitoring"}
 
-PREPARE_PLAY = """
-- hosts: localhost
-  connection: local
-  gather_facts: false
-  vars:
-    ansible_python_interpreter: "{{ ansible_playbook_python }}"
-  tasks:
-    - name: Calico fixture
-      ansible.builtin.include_tasks: %s
-""" % PREPARE
+PREPARE_PLAY = {"tasks": PREPARE}
 
 FELIX_CRD = {
     "apiVersion": "apiextensions.k8s.io/v1",

@@ -18,28 +18,9 @@ PREPARE = os.path.join(REPO, "extensions", "molecule", "default", "prepare_calic
 AGENT_NAMESPACE = "netmend-test-calico-mtu"
 ANNOTATION = "netmend.io/calico-mtu"
 
-PLAY = """
-- hosts: localhost
-  connection: local
-  gather_facts: false
-  vars:
-    ansible_python_interpreter: "{{ ansible_playbook_python }}"
-  tasks:
-    - name: Calico MTU
-      ansible.builtin.include_role:
-        name: netmend.k8s.calico_mtu
-"""
+PLAY = {"role": "netmend.k8s.calico_mtu"}
 
-PREPARE_PLAY = """
-- hosts: localhost
-  connection: local
-  gather_facts: false
-  vars:
-    ansible_python_interpreter: "{{ ansible_playbook_python }}"
-  tasks:
-    - name: Calico fixture
-      ansible.builtin.include_tasks: %s
-""" % PREPARE
+PREPARE_PLAY = {"tasks": PREPARE}
 
 INSTALLATION_CRD = {
     "apiVersion": "apiextensions.k8s.io/v1",

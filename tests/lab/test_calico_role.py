@@ -31,17 +31,7 @@ NODE_RANGES = "(10.244.0.0/24, 10.244.1.0/24, 10.244.2.0/24)"
 INSTALLATION_CRD = "installations.operator.tigera.io"
 IPPOOL_CRD = "ippools.crd.projectcalico.org"
 
-PLAY = """
-- hosts: localhost
-  connection: local
-  gather_facts: false
-  vars:
-    ansible_python_interpreter: "{{ ansible_playbook_python }}"
-  tasks:
-    - name: Calico
-      ansible.builtin.include_role:
-        name: netmend.k8s.calico
-"""
+PLAY = {"role": "netmend.k8s.calico"}
 
 
 def load(path):

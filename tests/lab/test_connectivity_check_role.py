@@ -20,17 +20,7 @@ pytestmark = pytest.mark.cluster
 
 PATH_LABEL = "netmend.io/connectivity-path"
 
-PLAY = """
-- hosts: localhost
-  connection: local
-  gather_facts: false
-  vars:
-    ansible_python_interpreter: "{{ ansible_playbook_python }}"
-  tasks:
-    - name: Connectivity check
-      ansible.builtin.include_role:
-        name: netmend.k8s.connectivity_check
-"""
+PLAY = {"role": "netmend.k8s.connectivity_check"}
 
 
 @pytest.fixture
