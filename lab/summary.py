@@ -8,7 +8,7 @@ from __future__ import annotations
 import glob
 import os
 import sys
-import xml.etree.ElementTree as ElementTree
+from xml.etree import ElementTree
 
 
 def totals(paths):
