@@ -75,6 +75,8 @@ lab-test: sysdeps venv collection ## lab tests: real netns/iptables/packets and 
 	$(BIN)/pytest tests/lab --junitxml=$(BUILD)/junit/lab.xml
 
 molecule: venv collection ## Molecule default scenario against the lab cluster
+	# A scenario remembers it was prepared; start from nothing so prepare always runs.
+	$(BIN)/molecule reset -s default
 	$(BIN)/molecule test -s default
 
 bench: sysdeps venv collection ## every benchmark: figures and ratios, each measured side by side in one run (root, lab up)
