@@ -28,8 +28,11 @@ wrapper_module() {
 
 build_kube() {
   local out="$cache/bin/kube-$KUBE_VERSION"
-  [ -f "$out/.ok" ] && return 0
-  log "building kube-apiserver, kube-controller-manager, kube-scheduler $KUBE_VERSION"
+  local cmds=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
+  local built=1 c
+  for c in "${cmds[@]}"; do [ -x "$out/$c" ] || built=0; done
+  [ -f "$out/.ok" ] && [ $built = 1 ] && return 0
+  log "building ${cmds[*]} $KUBE_VERSION"
   local work="$cache/work/kube-$KUBE_VERSION"
   local gomod
   gomod=$(cd /tmp && go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
@@ -41,7 +44,7 @@ build_kube() {
   [ -n "$replaces" ] || { log "no staging replace lines found in $gomod"; exit 1; }
   wrapper_module "$work" "require k8s.io/kubernetes $KUBE_VERSION" "$replaces"
   local minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
-  local cmds=(k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler)
+  cmds=("${cmds[@]/#/k8s.io/kubernetes/cmd/}")
   local ldflags="-s -w"
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ldflags+=" -X $p.gitVersion=$KUBE_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor"
