@@ -26,6 +26,7 @@ import time
 FIXES = {
     "calico_mtu": "mtu_agent",
     "masq_rule": "masq",
+    "net_doctor": "netdoctor_agent",
     "pod_poke": "poke_agent",
 }
 

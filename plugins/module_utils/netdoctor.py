@@ -560,7 +560,7 @@ def check_mtu(interfaces, spec, cni_mtu, host_mtu, host_if):
                 "mtu_mismatch", "error", "CNI config %s" % spec.cni_config, "mtu %d" % cni_mtu, "at most %d (%s)"
                 % (expected, where), "New pods get an MTU the path cannot carry.", fix=fix))
         stale = {name: value for name, value in veths.items() if value != cni_mtu and name not in too_big}
-        if stale:
+        if stale and cni_mtu <= expected:
             findings.append(finding(
                 "mtu_mismatch", "warning", "pod veths (%d)" % len(stale),
                 "MTU %s on %s" % ("/".join(str(v) for v in sorted(set(stale.values()))), _names(stale)),
