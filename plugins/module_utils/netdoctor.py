@@ -864,3 +864,103 @@ def _cni_mtu(path, skipped):
         return mtu_core.config_mtu(mtu_core.read_config(path), path)
     except mtu_core.MtuError as exc:
         raise DoctorError(str(exc)) from None
+
+
+# --------------------------------------------------------------------------- cluster level (pure, on API objects)
+
+CALICO_TUNNELS = {"ipipMode": ("ipip", "tunl0"), "vxlanMode": ("vxlan", "vxlan.calico")}
+ENCAPSULATING_MODES = ("Always", "CrossSubnet")
+
+
+def _is_ready(obj):
+    for condition in (obj.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return condition.get("status") == "True"
+    return False
+
+
+def nodes_from_api(node_objects):
+    """The module's ``nodes`` option from Node objects: name, InternalIPs, pod CIDRs, Ready."""
+    nodes = []
+    for node in node_objects:
+        spec = node.get("spec") or {}
+        addresses = [entry["address"] for entry in (node.get("status") or {}).get("addresses") or []
+                     if entry.get("type") == "InternalIP" and entry.get("address")]
+        cidrs = spec.get("podCIDRs") or ([spec["podCIDR"]] if spec.get("podCIDR") else [])
+        nodes.append({"name": node["metadata"]["name"], "addresses": addresses, "pod_cidrs": cidrs,
+                      "alive": _is_ready(node)})
+    return nodes
+
+
+def calico_expectations(ippools):
+    """From Calico IPPools: the encapsulation the node checks expect, the tunnels, and whether BGP carries routes.
+
+    BGP is in use unless every enabled pool encapsulates with VXLAN only.
+    """
+    encapsulations, tunnels = [], []
+    pools = [pool for pool in ippools if not (pool.get("spec") or {}).get("disabled")]
+    for pool in pools:
+        spec = pool.get("spec") or {}
+        for field, (encapsulation, device) in CALICO_TUNNELS.items():
+            if spec.get(field) in ENCAPSULATING_MODES:
+                encapsulations.append(encapsulation)
+                if device not in tunnels:
+                    tunnels.append(device)
+    vxlan_only = bool(pools) and all((pool.get("spec") or {}).get("vxlanMode") in ENCAPSULATING_MODES for pool in pools)
+    # the largest overhead wins when pools disagree: a pod may use either
+    encapsulation = max(set(encapsulations), key=lambda name: mtu_core.OVERHEAD[name]["ipv4"], default="none")
+    return {"pools": len(pools), "encapsulation": encapsulation if pools else "auto", "expected_tunnels": tunnels,
+            "bgp": bool(pools) and not vxlan_only}
+
+
+def cni_agent_findings(nodes, agent_pods, agent_name="calico-node"):
+    """``cni_agent_missing``: a Ready node without a Ready CNI agent pod (when the CNI runs anywhere)."""
+    if not agent_pods:
+        return []
+    ready_on = {(pod.get("spec") or {}).get("nodeName") for pod in agent_pods if _is_ready(pod)}
+    present_on = {(pod.get("spec") or {}).get("nodeName") for pod in agent_pods}
+    findings = []
+    for node in nodes:
+        if not node["alive"] or node["name"] in ready_on:
+            continue
+        observed = "%s pod not Ready" % agent_name if node["name"] in present_on else "no %s pod" % agent_name
+        findings.append(dict(finding(
+            "cni_agent_missing", "error", node["name"], observed, "a Ready %s pod" % agent_name,
+            "Without its CNI agent the node gets no routes to other nodes' pods (no BIRD, no BGP) and new pods "
+            "on it get no network. Look at the DaemonSet's pod on this node (kubectl describe, logs), its "
+            "tolerations and node selector.", fix="kubectl -n <namespace> describe pod -l k8s-app=%s" % agent_name),
+            node=node["name"]))
+    return findings
+
+
+def dns_findings(slices, service="kube-system/kube-dns"):
+    """``dns_unhealthy``: the DNS Service's EndpointSlices have no, or some not, ready endpoints."""
+    endpoints = [endpoint for item in slices for endpoint in item.get("endpoints") or []]
+    ready = [endpoint for endpoint in endpoints if (endpoint.get("conditions") or {}).get("ready") is not False]
+    if ready and len(ready) == len(endpoints):
+        return []
+    severity = "error" if not ready else "warning"
+    return [dict(finding(
+        "dns_unhealthy", severity, service, "%d of %d DNS endpoints ready" % (len(ready), len(endpoints)),
+        "every endpoint ready (and at least one)",
+        "Every connection by name starts with a lookup: with DNS pods down or too few, pods fail or stall "
+        "at random. Check the CoreDNS pods, and run enough replicas for the cluster (the seed's 'do you have "
+        "enough DNS pods?').", fix="kubectl -n kube-system rollout status deployment/coredns"), node="")]
+
+
+def mtu_inconsistent_findings(results):
+    """``mtu_inconsistent``: nodes whose expected pod MTU or pod veth MTUs disagree. ``results``: node -> facts."""
+    by_mtu = {}
+    for node, facts in sorted(results.items()):
+        mtu_facts = (facts or {}).get("mtu") or {}
+        values = set(mtu_facts.get("veths") or {}) | ({str(mtu_facts["pod_mtu"])} if mtu_facts.get("pod_mtu") else set())
+        for value in values:
+            by_mtu.setdefault(int(value), []).append(node)
+    if len(by_mtu) < 2:
+        return []
+    observed = "; ".join("MTU %d on %s" % (value, ", ".join(sorted(set(nodes)))) for value, nodes in sorted(by_mtu.items()))
+    return [dict(finding(
+        "mtu_inconsistent", "warning", "pod MTU across nodes", observed, "one pod MTU on every node",
+        "Nodes disagree on the pod MTU (different host MTUs, or pods started before an MTU change): traffic "
+        "between them black-holes large packets in one direction. Set one MTU for the cluster.",
+        fix="netmend.k8s.calico_mtu"), node="")]

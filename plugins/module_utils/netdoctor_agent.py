@@ -25,7 +25,7 @@ from ansible_collections.netmend.k8s.plugins.module_utils.netdoctor import Docto
 
 FIX = "net_doctor"
 RESULT_MARKER = "NETMEND_NET_DOCTOR_RESULT "
-SPEC_KEYS = ("nodes", "pod_count", "bgp_peers", "bgp_port", "bgp_timeout", "encapsulation", "ip_family",
+SPEC_KEYS = ("nodes", "bgp_nodes", "pod_count", "bgp_peers", "bgp_port", "bgp_timeout", "encapsulation", "ip_family",
              "interface_pattern", "cni_config", "expected_tunnels", "veth_prefixes", "gc_thresh", "conntrack_max",
              "checks")
 
@@ -52,6 +52,11 @@ def build_spec(text, node_name):
     unknown = sorted(set(raw) - set(SPEC_KEYS))
     if unknown:
         raise DoctorError("--spec has unknown keys %s: expected some of %s" % (", ".join(unknown), ", ".join(SPEC_KEYS)))
+    if raw.pop("bgp_nodes", False):
+        # every other node is a BGP peer (Calico's full mesh); which ones are "other" only the node knows
+        raw["bgp_peers"] = list(raw.get("bgp_peers") or []) + [
+            address for node in raw.get("nodes") or [] if isinstance(node, dict) and node.get("name") != node_name
+            for address in node.get("addresses") or []]
     return Spec(node_name=node_name, **raw)
 
 
