@@ -23,6 +23,7 @@ import selectors
 import shutil
 import socket
 import subprocess
+import threading
 import time
 
 from ansible_collections.netmend.k8s.plugins.module_utils import mtu as mtu_core
@@ -279,13 +280,17 @@ class NodeReader:
         """Neighbour counts: this namespace's entries and the kernel's table totals (what gc_thresh bounds)."""
         counts = {}
         for family, flag, stat in (("ipv4", "-4", "arp_cache"), ("ipv6", "-6", "ndisc_cache")):
-            listed = self.ip_json(flag, "neigh", "show")
-            if listed is None:
-                arp = self.text("net", "arp") if family == "ipv4" else None
-                namespace = max(0, len(arp.splitlines()) - 1) if arp else None
+            # IPv4 from /proc/net/arp (one line per entry, no process to start); IPv6 has no procfs view
+            arp = self.text("net", "arp") if family == "ipv4" else None
+            if arp is not None:
+                namespace = max(0, len(arp.splitlines()) - 1)
             else:
-                namespace = len(listed)
-            counts[family] = {"namespace": namespace, "table": parse_neigh_stat(self.text("net", "stat", stat))}
+                listed = self.ip_json(flag, "neigh", "show")
+                namespace = None if listed is None else len(listed)
+            # /proc/net/stat exists in the initial network namespace only; through PID 1 (in the host's
+            # namespace on a node, or in a hostNetwork pod) it is the kernel's table all the same
+            table = self.text("net", "stat", stat) or self.text("1", "net", "stat", stat)
+            counts[family] = {"namespace": namespace, "table": parse_neigh_stat(table)}
         return counts
 
     def gc_thresh(self):
@@ -703,7 +708,11 @@ def probe_tcp(addresses, port, timeout, clock=time.monotonic):
     try:
         for address in addresses:
             family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
-            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock = socket.socket(family, socket.SOCK_STREAM)
+            except OSError as exc:
+                results[str(address)] = _connect_error(exc.errno or errno.EAFNOSUPPORT)
+                continue
             sockets.append(sock)
             sock.setblocking(False)
             code = sock.connect_ex((str(address), port))
@@ -788,6 +797,13 @@ def diagnose(spec, reader=None, clock=time.monotonic):
     findings = []
     facts = {"node": spec.node_name, "kernel": reader.kernel()}
     skipped = {}
+    # The BGP probe can only end by its timeout when a peer is silent: run it while the other checks read.
+    bgp = {}
+    prober = None
+    if "bgp_unreachable" in checks and spec.bgp_peers:
+        prober = threading.Thread(target=lambda: bgp.update(probe_tcp(spec.bgp_peers, spec.bgp_port,
+                                                                      spec.bgp_timeout)), daemon=True)
+        prober.start()
     interfaces = reader.interfaces()
     facts["interfaces"] = len(interfaces)
     needs_routes = checks & {"routes", "ip_forward", "rp_filter"}
@@ -799,6 +815,9 @@ def diagnose(spec, reader=None, clock=time.monotonic):
         thresholds = reader.gc_thresh()
         if spec.gc_thresh:
             thresholds = {"ipv4": spec.gc_thresh, "ipv6": spec.gc_thresh}
+        elif not any(thresholds.values()):
+            skipped["arp_gc_thresh"] = ("gc_thresh* are kernel-wide and not readable in this network namespace: "
+                                        "pass gc_thresh")
         facts["neighbours"] = neighbours
         facts["gc_thresh"] = {family: list(value) if value else None for family, value in thresholds.items()}
         node_count = len(spec.nodes) if spec.nodes else None
@@ -846,10 +865,10 @@ def diagnose(spec, reader=None, clock=time.monotonic):
         findings += check_iptables_backends(counts)
     if "tunnel_down" in checks:
         findings += check_tunnels(interfaces, spec.expected_tunnels)
-    if "bgp_unreachable" in checks and spec.bgp_peers:
-        results = probe_tcp(spec.bgp_peers, spec.bgp_port, spec.bgp_timeout)
-        facts["bgp"] = results
-        findings += check_bgp(results, spec.bgp_port, spec.bgp_timeout)
+    if prober:
+        prober.join()
+        facts["bgp"] = bgp
+        findings += check_bgp(bgp, spec.bgp_port, spec.bgp_timeout)
     facts["duration_s"] = round(clock() - started, 4)
     return {"findings": sort_findings(findings), "facts": facts, "skipped": skipped}
 
