@@ -5,7 +5,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: net_doctor
 short_description: Find the node-level network faults that break Kubernetes pod traffic
-version_added: 1.1.0
+version_added: 0.1.0
 description:
   - Reads one node (the host, or the network namespace, the module runs in) and reports
     each fault it finds as a finding with a stable C(id), a C(severity), what it
