@@ -968,18 +968,20 @@ def dns_findings(slices, service="kube-system/kube-dns"):
 
 
 def mtu_inconsistent_findings(results):
-    """``mtu_inconsistent``: nodes whose expected pod MTU or pod veth MTUs disagree. ``results``: node -> facts."""
+    """``mtu_inconsistent``: nodes whose pod MTU (host MTU minus overhead) differs. ``results``: node -> facts.
+
+    A pod veth that disagrees with its own node is that node's ``mtu_mismatch``.
+    """
     by_mtu = {}
     for node, facts in sorted(results.items()):
-        mtu_facts = (facts or {}).get("mtu") or {}
-        values = set(mtu_facts.get("veths") or {}) | ({str(mtu_facts["pod_mtu"])} if mtu_facts.get("pod_mtu") else set())
-        for value in values:
-            by_mtu.setdefault(int(value), []).append(node)
+        pod_mtu = ((facts or {}).get("mtu") or {}).get("pod_mtu")
+        if pod_mtu:
+            by_mtu.setdefault(int(pod_mtu), []).append(node)
     if len(by_mtu) < 2:
         return []
-    observed = "; ".join("MTU %d on %s" % (value, ", ".join(sorted(set(nodes)))) for value, nodes in sorted(by_mtu.items()))
+    observed = "; ".join("MTU %d on %s" % (value, ", ".join(nodes)) for value, nodes in sorted(by_mtu.items()))
     return [dict(finding(
         "mtu_inconsistent", "warning", "pod MTU across nodes", observed, "one pod MTU on every node",
-        "Nodes disagree on the pod MTU (different host MTUs, or pods started before an MTU change): traffic "
-        "between them black-holes large packets in one direction. Set one MTU for the cluster.",
-        fix="netmend.k8s.calico_mtu"), node="")]
+        "The nodes' uplinks differ, so the right pod MTU differs per node, but a pod network has one MTU: "
+        "traffic from a node with the larger one black-holes large packets on its way to the others. Use the "
+        "smallest (%d) for the cluster." % min(by_mtu), fix="netmend.k8s.calico_mtu"), node="")]
