@@ -8,7 +8,8 @@ mounts, no capabilities) as::
     python3 -m ansible_collections.netmend.k8s.plugins.module_utils.agent net_doctor --spec '<json>' [--hold]
 
 ``--spec`` carries what the cluster says (nodes, pod CIDRs, BGP peers, expected
-tunnels), the same keys as the module's options. The result line starts with
+tunnels), the same keys as the module's options, plus ``bgp_nodes``: probe TCP 179
+of every node but this one (one spec serves every node of a DaemonSet). The result line starts with
 ``RESULT_MARKER`` so the role finds it in the pod log. With ``--hold`` the agent then
 waits until it is stopped, so the DaemonSet's pod stays Running (not restarted in a
 loop) until the role has read every node's log and deletes it. Standard library only.

@@ -55,3 +55,12 @@ def test_hold_waits_until_stopped():
     out = io.StringIO()
     assert netdoctor_agent.agent_main(["--spec", '{"checks": []}', "--hold"], stopper=Stopped(), out=out) == 0
     assert Stopped.calls == 2 and result_line(out.getvalue())["findings"] == []
+
+
+def test_bgp_nodes_probes_every_node_but_this_one():
+    spec = netdoctor_agent.build_spec(json.dumps({"bgp_nodes": True, "nodes": [
+        {"name": "n1", "addresses": ["10.0.0.1"]}, {"name": "n2", "addresses": ["10.0.0.2", "fd00::2"]},
+        {"name": "n3", "addresses": ["10.0.0.3"]}]}), "n1")
+    assert [str(address) for address in spec.bgp_peers] == ["10.0.0.2", "fd00::2", "10.0.0.3"]
+    assert netdoctor_agent.build_spec(json.dumps({"bgp_nodes": False, "nodes": [
+        {"name": "n2", "addresses": ["10.0.0.2"]}]}), "n1").bgp_peers == []
