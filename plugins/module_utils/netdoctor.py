@@ -858,9 +858,13 @@ def diagnose(spec, reader=None, clock=time.monotonic):
         facts["routes_checked"] = sum(len(peer["pod_cidrs"]) for peer in peers)
         findings += check_routes(routes, peers, veth_prefixes=spec.veth_prefixes)
     if "iptables_backend_mixed" in checks:
-        counts = reader.iptables_rules()
+        try:
+            counts = reader.iptables_rules()
+        except DoctorError as exc:  # not root: reading iptables needs CAP_NET_ADMIN
+            skipped["iptables_backend_mixed"] = str(exc)
+            counts = {}
         facts["iptables_rules"] = counts
-        if all(value is None for families in counts.values() for value in families.values()):
+        if counts and all(value is None for families in counts.values() for value in families.values()):
             skipped["iptables_backend_mixed"] = "neither iptables-legacy-save nor iptables-nft-save is installed"
         findings += check_iptables_backends(counts)
     if "tunnel_down" in checks:

@@ -448,3 +448,11 @@ def test_cni_config_mtu_is_read_with_calico_mtus_parser(tmp_path):
 def test_nodes_holding_a_local_address_are_this_node():
     spec = Spec(nodes=[{"name": "me", "addresses": ["127.0.0.1"]}, {"name": "other", "addresses": ["192.0.2.1"]}])
     assert [node["name"] for node in nd.split_nodes(spec, nd.NodeReader.is_local)] == ["other"]
+
+
+def test_unreadable_iptables_is_skipped_not_fatal(tmp_path):
+    reader, _run = node_reader(tmp_path)
+    reader.run.answers[("iptables-nft-save",)] = (4, "", "iptables-nft-save v1.8.9 (nf_tables): Permission denied")
+    result = nd.diagnose(Spec(checks=["iptables_backend_mixed"]), reader)
+    assert result["findings"] == []
+    assert "Permission denied" in result["skipped"]["iptables_backend_mixed"]
