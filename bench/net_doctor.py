@@ -102,7 +102,7 @@ def add_neighbours(node, count):
 
 def measure(node, spec, commands, repeat):
     doctor, core, manual, findings = [], [], [], None
-    for _ in range(repeat):
+    for _run in range(repeat):
         wall, result = run_doctor(node, spec)
         doctor.append(wall)
         core.append(result["facts"]["duration_s"])
@@ -141,8 +141,8 @@ def main():
           % (len(commands), args.repeat))
     print("%-24s %12s %12s %14s %8s  %s" % ("case", "agent wall", "core", "manual", "ratio", "findings"))
     for name, doctor, core, manual, findings in rows:
-        print("%-24s %11.3fs %11.3fs %13.3fs %7.1fx  %s" % (name, doctor, core, manual, manual / doctor,
-                                                          ", ".join(findings) or "none"))
+        cells = (name, doctor, core, manual, manual / doctor, ", ".join(findings) or "none")
+        print("%-24s %11.3fs %11.3fs %13.3fs %7.1fx  %s" % cells)
     print("agent wall = python3 start + imports + every check + printing; core = diagnose() alone (facts.duration_s)")
 
 

@@ -150,8 +150,8 @@ class Spec:
         self.conntrack_max = None if conntrack_max is None else _positive_int(conntrack_max, "conntrack_max")
         unknown = [check for check in checks if check not in NODE_CHECKS]
         if unknown:
-            raise DoctorError("unknown check %s: expected some of %s" % (", ".join(map(repr, unknown)),
-                                                                        ", ".join(NODE_CHECKS)))
+            raise DoctorError("unknown check %s: expected some of %s"
+                              % (", ".join(map(repr, unknown)), ", ".join(NODE_CHECKS)))
         self.checks = tuple(checks)
 
     @staticmethod

@@ -162,7 +162,7 @@ def test_cluster_level_findings_read_only(kube_admin, role, dns_and_cni, overlap
 
 def test_junit_report_and_bad_input(role, dns_and_cni, tmp_path):
     junit = tmp_path / "net-doctor.xml"
-    rc, out, _ = role(dict(dns_and_cni, net_doctor_delivery="cluster", net_doctor_report_file=str(junit),
+    rc, out, _report = role(dict(dns_and_cni, net_doctor_delivery="cluster", net_doctor_report_file=str(junit),
                            net_doctor_report_format="junit"))
     assert rc == 0, out
     from xml.etree import ElementTree
@@ -170,9 +170,9 @@ def test_junit_report_and_bad_input(role, dns_and_cni, tmp_path):
     failed = sorted(case.get("name") for case in suite.iter("testcase") if case.find("failure") is not None)
     assert "dns_unhealthy" in failed and "cni_agent_missing" in failed
 
-    rc, out, _ = role({"net_doctor_delivery": "cluster", "net_doctor_gc_thresh": [512, 128, 1024]})
+    rc, out, _report = role({"net_doctor_delivery": "cluster", "net_doctor_gc_thresh": [512, 128, 1024]})
     assert rc != 0 and "not [512, 128, 1024]" in out
-    rc, out, _ = role({"net_doctor_delivery": "sideways"})
+    rc, out, _report = role({"net_doctor_delivery": "sideways"})
     assert rc != 0 and "sideways" in out
 
 
@@ -229,7 +229,7 @@ def test_host_delivery_on_kwok_nodes_played_by_namespaces(netlab, role, kwok_add
     assert found == {}, json.dumps(found, indent=1)
     assert report["facts"]["kwok-node-0"]["peers"] == ["kwok-node-1", "kwok-node-2"]
 
-    rc, out, _ = role(dict(role_vars, net_doctor_fail_on="warning"), hosts="all", inventory=inventory, check=True)
+    rc, out, _report = role(dict(role_vars, net_doctor_fail_on="warning"), hosts="all", inventory=inventory, check=True)
     assert rc != 0 and "route_missing 10.244.2.0/24 (node kwok-node-2)" in out, out
 
 

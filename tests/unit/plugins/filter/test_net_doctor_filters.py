@@ -77,10 +77,10 @@ def test_cluster_builds_the_node_checks_input():
                                            "bgp": False}),
     ([{"spec": {"ipipMode": "CrossSubnet"}}, {"spec": {"vxlanMode": "Always"}}],
      {"pools": 2, "encapsulation": "vxlan", "expected_tunnels": ["tunl0", "vxlan.calico"], "bgp": True}),
-    ([{"spec": {"ipipMode": "Never", "vxlanMode": "Never"}}], {"pools": 1, "encapsulation": "none",
-                                                              "expected_tunnels": [], "bgp": True}),
-    ([{"spec": {"vxlanMode": "Always", "disabled": True}}], {"pools": 0, "encapsulation": "auto",
-                                                            "expected_tunnels": [], "bgp": False}),
+    ([{"spec": {"ipipMode": "Never", "vxlanMode": "Never"}}],
+     {"pools": 1, "encapsulation": "none", "expected_tunnels": [], "bgp": True}),
+    ([{"spec": {"vxlanMode": "Always", "disabled": True}}],
+     {"pools": 0, "encapsulation": "auto", "expected_tunnels": [], "bgp": False}),
 ])
 def test_calico_expectations(pools, expected):
     assert netdoctor.calico_expectations(pools) == expected
