@@ -163,7 +163,7 @@ def test_cluster_level_findings_read_only(kube_admin, role, dns_and_cni, overlap
 def test_junit_report_and_bad_input(role, dns_and_cni, tmp_path):
     junit = tmp_path / "net-doctor.xml"
     rc, out, _report = role(dict(dns_and_cni, net_doctor_delivery="cluster", net_doctor_report_file=str(junit),
-                           net_doctor_report_format="junit"))
+                                 net_doctor_report_format="junit"))
     assert rc == 0, out
     from xml.etree import ElementTree
     suite = ElementTree.parse(junit).getroot()
