@@ -87,8 +87,10 @@ def junit(findings, nodes):
     for node in sorted(set(nodes) | {""}):
         for check in checks:
             mine = [item for item in findings if item.get("node", "") == node and item["id"] == check]
-            if node == "" and check in netdoctor.NODE_FINDING_IDS or node and check in netdoctor.CLUSTER_FINDING_IDS \
-                    and not mine:
+            # the cluster gets a case per cluster-level check; a node one per node check, and any cluster-level
+            # check that found something on it (cni_agent_missing names the node)
+            wanted = check in netdoctor.NODE_FINDING_IDS if node else check in netdoctor.CLUSTER_FINDING_IDS
+            if not (wanted or mine):
                 continue
             cases += 1
             case = ElementTree.SubElement(suite, "testcase", classname="net_doctor.%s" % (node or "cluster"), name=check)
@@ -141,7 +143,7 @@ def net_doctor_report(node_results, cluster_findings=None):
                          for severity in netdoctor.SEVERITIES if counts[severity]}}
     report["json"] = json.dumps({key: report[key] for key in ("findings", "counts", "facts", "undiagnosed")},
                                 indent=2, sort_keys=True)
-    report["junit"] = junit(findings, list(facts))
+    report["junit"] = junit(findings, set(facts) | {item.get("node", "") for item in findings} - {""})
     return report
 
 

@@ -55,7 +55,7 @@ def role(ansible_env, tmp_path):
             env["K8S_AUTH_KUBECONFIG"] = str(kubeconfig)
         argv = [os.path.join(VENV_BIN, "ansible-playbook"), "-i", str(inventory), str(play)] + (["--check"] if check else [])
         done = subprocess.run(argv, env=env, cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
-        parsed = json.loads(report.read_text()) if report.exists() and role_vars["net_doctor_report_format"] == "json" \
+        parsed = json.loads(report.read_text()) if report.exists() and role_vars.get("net_doctor_report_format", "json") == "json" \
             else None
         return done.returncode, done.stdout + done.stderr, parsed
     return run
@@ -145,19 +145,20 @@ def test_cluster_level_findings_read_only(kube_admin, role, dns_and_cni, overlap
     assert rc == 0, out
     found = by_id(report)
     assert set(found) == {"cni_agent_missing", "dns_unhealthy", "pod_cidr_overlap"}, out
-    # kwok-node-0 has a Ready agent; the other Ready KWOK nodes have none (the overlap node is not Ready)
-    assert sorted(item["subject"] for item in found["cni_agent_missing"]) == ["kwok-node-1", "kwok-node-2"]
+    # kwok-node-0 has a Ready agent; the other nodes (KWOK makes every node Ready) have none
+    assert sorted(item["subject"] for item in found["cni_agent_missing"]) == ["kwok-node-1", "kwok-node-2",
+                                                                             overlapping_node]
     assert found["dns_unhealthy"][0]["observed"] == "0 of 1 DNS endpoints ready"
     assert found["dns_unhealthy"][0]["severity"] == "error"
     assert found["pod_cidr_overlap"][0]["observed"] == "10.244.1.0/24 (kwok-node-1) overlaps 10.244.1.128/25 (%s)" \
         % overlapping_node
-    assert "ERROR: 4 finding(s)" in out  # one table per severity
+    assert "ERROR: 5 finding(s)" in out  # one table per severity
     after = {n.metadata.name: n.metadata.resource_version for n in client.CoreV1Api(kube_admin).list_node().items}
     assert set(after) == set(before)
 
     rc, out, _report = role(dict(dns_and_cni, net_doctor_delivery="cluster", net_doctor_fail_on="error"),
                             kubeconfig=read_only_kubeconfig)
-    assert rc != 0 and "net_doctor found 4 finding(s) of severity error or worse" in out, out
+    assert rc != 0 and "net_doctor found 5 finding(s) of severity error or worse" in out, out
 
 
 def test_junit_report_and_bad_input(role, dns_and_cni, tmp_path):

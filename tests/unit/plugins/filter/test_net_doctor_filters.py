@@ -138,3 +138,10 @@ def test_report_junit_fails_one_case_per_node_and_check():
 def test_report_bad_input():
     with pytest.raises(AnsibleFilterError, match="expects a dict"):
         net_doctor_report(["n1"])
+
+
+def test_report_junit_keeps_cluster_findings_about_nodes():
+    cluster = net_doctor_cluster({"nodes": NODES, "cni_pods": [pod("n1")], "dns_service_found": False})["findings"]
+    suite = ElementTree.fromstring(net_doctor_report({}, cluster)["junit"])
+    failed = [(case.get("classname"), case.get("name")) for case in suite.iter("testcase") if case.find("failure") is not None]
+    assert failed == [("net_doctor.n2", "cni_agent_missing")]
