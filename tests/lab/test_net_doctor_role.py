@@ -146,8 +146,8 @@ def test_cluster_level_findings_read_only(kube_admin, role, dns_and_cni, overlap
     found = by_id(report)
     assert set(found) == {"cni_agent_missing", "dns_unhealthy", "pod_cidr_overlap"}, out
     # kwok-node-0 has a Ready agent; the other nodes (KWOK makes every node Ready) have none
-    assert sorted(item["subject"] for item in found["cni_agent_missing"]) == ["kwok-node-1", "kwok-node-2",
-                                                                             overlapping_node]
+    missing = sorted(item["subject"] for item in found["cni_agent_missing"])
+    assert missing == ["kwok-node-1", "kwok-node-2", overlapping_node]
     assert found["dns_unhealthy"][0]["observed"] == "0 of 1 DNS endpoints ready"
     assert found["dns_unhealthy"][0]["severity"] == "error"
     assert found["pod_cidr_overlap"][0]["observed"] == "10.244.1.0/24 (kwok-node-1) overlaps 10.244.1.128/25 (%s)" \
