@@ -25,7 +25,7 @@ import time
 # fix name -> core module (in this package) whose agent_main(argv) runs it.
 FIXES = {
     "calico_mtu": "mtu_agent",
-    "masq_rule": "masq",
+    "masq_rule": "masq_agent",
     "net_doctor": "netdoctor_agent",
     "pod_poke": "poke_agent",
 }

@@ -12,13 +12,23 @@ rewritten. IPv6 CIDRs go to ip6tables in the same run.
 Checks read only our chain and POSTROUTING (``iptables -t nat -S <chain>``),
 never the whole table, because ``iptables-save`` grows with kube-proxy's rules.
 
+Ownership: a chain is ours only when every rule in it carries our comment
+(``netmend masq_rule: ...``), or, while empty, when a POSTROUTING jump carrying our
+comment leads to it. Any other existing chain of that name is refused, whatever
+the state asked for, and left byte for byte; so are the prefixes other node
+components reserve (``RESERVED_CHAIN_PREFIXES``).
+
+Position: with ``insert`` the jump must come before every POSTROUTING rule that
+could end traversal for the traffic we NAT (``ends_traversal``); a jump to another
+component's chain above ours (Felix keeps ``cali-POSTROUTING`` first) is not
+drift, so we coexist with components that insert at the top instead of fighting them.
+
 The same functions serve the Ansible module and the in-cluster agent
-(``agent_main``), which re-checks on an interval and repairs deletion or
+(``masq_agent.py``), which re-checks on an interval and repairs deletion or
 reordering.
 """
 from __future__ import annotations
 
-import argparse
 import errno
 import fcntl
 import ipaddress
@@ -52,6 +62,21 @@ RESERVED_CHAIN_NAMES = frozenset((
     "DSCP", "TOS", "TTL", "HL", "TEE", "AUDIT", "CHECKSUM", "SECMARK",
     "CONNSECMARK", "IDLETIMER", "LED", "SET", "SYNPROXY", "CLUSTERIP", "HMARK",
 ))
+# Prefixes other components create chains under; refused case-insensitively so that no name we
+# write can be taken for (or collide with) theirs.
+RESERVED_CHAIN_PREFIXES = (
+    ("KUBE-", "kube-proxy and kubelet"),
+    ("IP-MASQ", "ip-masq-agent"),
+    ("CALI-", "Calico (Felix)"),
+    ("CILIUM", "Cilium"),
+    ("DOCKER", "Docker"),
+)
+# Targets that end POSTROUTING traversal for the packets they match (RETURN from a builtin chain
+# applies its policy); a rule with one of these above our jump can keep our MASQUERADE from running.
+TERMINATING_TARGETS = frozenset((
+    "ACCEPT", "DROP", "REJECT", "RETURN", "QUEUE", "NFQUEUE",
+    "MASQUERADE", "SNAT", "DNAT", "REDIRECT", "NETMAP",
+))
 # Characters iptables-restore would split on or treat as quoting/comment.
 _UNSAFE_CHAIN_CHARS = re.compile(r"[\s\"'#\\]")
 _MISSING_CHAIN = re.compile(r"No chain/target/match|does not exist|incompatible", re.I)
@@ -73,6 +98,9 @@ class MasqError(Exception):
 def parse_cidr(value):
     """One CIDR, strictly: host bits set (10.11.0.1/24) or an invalid address is an error naming it."""
     text = str(value).strip()
+    if "%" in text:
+        raise MasqError("invalid CIDR %r: an IPv6 zone index (%s) names a link, and iptables matches "
+                        "addresses only" % (value, text[text.index("%"):].split("/")[0]))
     try:
         return ipaddress.ip_network(text, strict=True)
     except ValueError as exc:
@@ -81,6 +109,27 @@ def parse_cidr(value):
         except ValueError:
             raise MasqError("invalid CIDR %r: %s" % (value, exc)) from None
         raise MasqError("misaligned CIDR %r: host bits are set (did you mean %s?)" % (value, loose)) from None
+
+
+def network_text(network):
+    """A network as ``iptables-save`` prints it, so what we write compares equal to what we read back.
+
+    iptables formats addresses with inet_ntop, which writes an IPv4-mapped (``::ffff:a.b.c.d``) or
+    IPv4-compatible (``::a.b.c.d``) IPv6 address with its last 32 bits dotted; Python's
+    ``ipaddress`` writes hex before 3.13. Every other address prints the same both ways.
+    """
+    if network.version == 4:
+        return str(network)
+    words = [int(network.network_address) >> (16 * (7 - index)) & 0xFFFF for index in range(8)]
+    zero_run = 0
+    while zero_run < 8 and words[zero_run] == 0:
+        zero_run += 1
+    # inet_ntop picks the longest run of zero words; a leading run of 6 (or 5 then ffff) is the embedded form.
+    if zero_run == 6 or (zero_run == 5 and words[5] == 0xFFFF):
+        packed = network.network_address.packed
+        return "::%s%s/%d" % ("ffff:" if zero_run == 5 else "", ipaddress.IPv4Address(packed[12:]),
+                              network.prefixlen)
+    return "%s/%d" % (network.network_address.compressed.split("%")[0], network.prefixlen)
 
 
 def normalise_cidrs(values):
@@ -92,13 +141,14 @@ def normalise_cidrs(values):
     kept, warnings = [], []
     for index, net in enumerate(parsed):
         if net in kept:
-            warnings.append("duplicate CIDR %s ignored" % net)
+            warnings.append("duplicate CIDR %s ignored" % network_text(net))
             continue
         container = next((other for other_index, other in enumerate(parsed)
                           if other_index != index and other != net and other.version == net.version
                           and net.subnet_of(other)), None)
         if container is not None:
-            warnings.append("CIDR %s is inside %s and was merged into it" % (net, container))
+            warnings.append("CIDR %s is inside %s and was merged into it"
+                            % (network_text(net), network_text(container)))
             continue
         kept.append(net)
     return kept, warnings
@@ -117,7 +167,20 @@ def validate_chain(name):
         raise MasqError("invalid chain name %r: whitespace, quotes, '#', '\\' and non-ASCII are not allowed" % (name,))
     if name.upper() in RESERVED_CHAIN_NAMES:
         raise MasqError("invalid chain name %r: it clashes with a builtin chain or target name" % (name,))
+    for prefix, owner in RESERVED_CHAIN_PREFIXES:
+        if name.upper().startswith(prefix):
+            raise MasqError("invalid chain name %r: names starting with %s (any case) belong to %s"
+                            % (name, prefix, owner))
     return name
+
+
+def chain_error(name):
+    """The reason ``validate_chain`` refuses ``name``, or an empty string; for role preflights."""
+    try:
+        validate_chain(name)
+    except MasqError as exc:
+        return str(exc)
+    return ""
 
 
 class Spec:
@@ -143,7 +206,7 @@ class Spec:
         for family in FAMILIES:
             if self.sources_for(family) == [] and self.sources and self.destinations(family):
                 raise MasqError("source_cidrs has no %s CIDR but cidrs has %s destinations %s"
-                                % (family, family, ", ".join(map(str, self.destinations(family)))))
+                                % (family, family, ", ".join(map(network_text, self.destinations(family)))))
 
     def destinations(self, family):
         version = 4 if family == "ipv4" else 6
@@ -155,13 +218,18 @@ class Spec:
 
     @property
     def cidrs(self):
-        return [str(net) for net in self.networks]
+        return [network_text(net) for net in self.networks]
 
 
 # --- rendering -----------------------------------------------------------------
 
 def rule_comment(network):
-    return "%s: %s" % (COMMENT, network)
+    return "%s: %s" % (COMMENT, network_text(network))
+
+
+def address_match(option, network):
+    """``-d``/``-s`` tokens; none for a /0, which iptables prints as no match at all."""
+    return [] if network.prefixlen == 0 else [option, network_text(network)]
 
 
 def chain_rules(spec, family):
@@ -171,8 +239,8 @@ def chain_rules(spec, family):
         for source in spec.sources_for(family) or [None]:
             tokens = ["-A", spec.chain]
             if source is not None:
-                tokens += ["-s", str(source)]
-            tokens += ["-d", str(dest), "-m", "comment", "--comment", rule_comment(dest), "-j", "MASQUERADE"]
+                tokens += address_match("-s", source)
+            tokens += address_match("-d", dest) + ["-m", "comment", "--comment", rule_comment(dest), "-j", "MASQUERADE"]
             if spec.random_fully:
                 tokens.append("--random-fully")
             rules.append(tokens)
@@ -235,6 +303,66 @@ def jumps_to(rules, chain):
         if "-j" in tokens and tokens[tokens.index("-j") + 1:tokens.index("-j") + 2] == [chain]:
             found.append((position, tokens))
     return found
+
+
+def _option(tokens, *names):
+    """``(value, negated)`` of the first of ``names`` in a rule's tokens, or ``(None, False)``."""
+    for index, token in enumerate(tokens[:-1]):
+        if token in names:
+            return tokens[index + 1], index > 0 and tokens[index - 1] == "!"
+    return None, False
+
+
+def carries_our_comment(tokens):
+    """True when a rule has a comment match written by this collection."""
+    return any(token == "--comment" and value.startswith(COMMENT + ":")
+               for token, value in zip(tokens, tokens[1:]))
+
+
+def ownership_problem(chain, state):
+    """Why the existing ``chain`` cannot be shown to be ours; None when it is ours or does not exist.
+
+    Ours means every rule carries our comment. An empty chain is ours only while a jump
+    with our comment leads to it (our chain after its last rule was deleted by hand);
+    an empty chain nothing of ours points at may be anyone's, so it is not touched either.
+    """
+    if state.chain_rules is None:
+        return None
+    foreign = [rule for rule in state.chain_rules if not carries_our_comment(rule)]
+    if foreign:
+        return ("chain %s exists in the nat table and is not ours: its rule '%s' lacks the comment '%s'"
+                % (chain, render_line(foreign[0]), COMMENT + ": ..."))
+    if not state.chain_rules and not any(carries_our_comment(tokens)
+                                         for _position, tokens in jumps_to(state.postrouting, chain)):
+        return ("chain %s exists in the nat table, empty, and no POSTROUTING jump with our comment leads to it: "
+                "nothing shows it is ours" % chain)
+    return None
+
+
+def ends_traversal(tokens, destinations):
+    """Whether a POSTROUTING rule can stop packets to ``destinations`` before a later rule sees them.
+
+    True for a terminating target (``TERMINATING_TARGETS``) or a goto, unless the rule's
+    ``-d`` cannot match any of the destinations. Any other match (interface, mark, source...)
+    is assumed to match. A jump (``-j``) to a user-defined chain is not counted: a RETURN
+    there comes back to POSTROUTING, and the components that own such chains (kube-proxy,
+    ip-masq-agent, Felix's cali-POSTROUTING) end traversal in them only by NATing the packet
+    themselves, which hides the pod address as ours would. Their chains are not read.
+    """
+    goto, _negated = _option(tokens, "-g", "--goto")
+    target, _negated = _option(tokens, "-j", "--jump")
+    if goto is None and target not in TERMINATING_TARGETS:
+        return False
+    value, negated = _option(tokens, "-d", "--destination")
+    if value is None:
+        return True
+    try:
+        matched = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return True
+    if negated:
+        return any(dest.version != matched.version or not dest.subnet_of(matched) for dest in destinations)
+    return any(dest.version == matched.version and dest.overlaps(matched) for dest in destinations)
 
 
 class State:
@@ -300,9 +428,11 @@ def plan_family(spec, family, state):
 
     jump = jump_rule(chain)
     postrouting = state.postrouting
-    in_place = (len(jumps) == 1 and jumps[0][1] == jump
-                and (spec.position == "append" or jumps[0][0] == 1))
-    if not in_place:
+    blocking = None
+    if len(jumps) == 1 and spec.position == "insert":
+        blocking = next(((position, tokens) for position, tokens in enumerate(postrouting[:jumps[0][0] - 1], start=1)
+                         if ends_traversal(tokens, spec.destinations(family))), None)
+    if len(jumps) != 1 or jumps[0][1] != jump or blocking is not None:
         if not jumps:
             drift.append("jump from POSTROUTING missing")
         elif len(jumps) > 1:
@@ -310,7 +440,8 @@ def plan_family(spec, family, state):
         elif jumps[0][1] != jump:
             drift.append("jump from POSTROUTING differs: %s" % render_line(jumps[0][1]))
         else:
-            drift.append("jump not first in POSTROUTING (rule %d)" % jumps[0][0])
+            drift.append("rule %d of POSTROUTING can end traversal before our jump (rule %d): %s"
+                         % (blocking[0], jumps[0][0], render_line(blocking[1])))
         # Every jump goes and one comes back: deleting by rule spec is immune to rules others
         # added meanwhile, and N deletes of N identical jumps remove exactly those.
         lines += ["-D " + render_line(tokens[1:]) for _position, tokens in jumps]
@@ -442,6 +573,8 @@ def reconcile(spec, run, backend="auto", lock_timeout=DEFAULT_LOCK_TIMEOUT, chec
               "before": {}, "after": {}}
     plans = []
     with FileLock(None if check_mode else lock_file, lock_timeout):
+        # Read and judge every family before writing any, so a refusal leaves every table as it was.
+        current = []
         for family in families:
             ipt = Iptables(run, family, backend, lock_timeout)
             try:
@@ -450,6 +583,15 @@ def reconcile(spec, run, backend="auto", lock_timeout=DEFAULT_LOCK_TIMEOUT, chec
                 if spec.destinations(family):
                     raise
                 continue
+            problem = ownership_problem(spec.chain, before)
+            if problem and spec.destinations(family):
+                raise MasqError("%s: %s; refusing to change it (choose another chain)" % (family, problem))
+            if problem:
+                result["warnings"].append("%s: %s; left alone" % (family, problem))
+                continue
+            current.append((ipt, before))
+        for ipt, before in current:
+            family = ipt.family
             plan = plan_family(spec, family, before)
             if plan.changed and not check_mode:
                 ipt.restore(plan.payload)
@@ -468,68 +610,3 @@ def reconcile(spec, run, backend="auto", lock_timeout=DEFAULT_LOCK_TIMEOUT, chec
 def diff_text(lines_by_family):
     return "".join("# %s nat\n%s" % (family, "".join(line + "\n" for line in lines))
                    for family, lines in sorted(lines_by_family.items()))
-
-
-# --- agent ------------------------------------------------------------------------------------
-
-def build_parser():
-    parser = argparse.ArgumentParser(prog="agent masq_rule",
-                                     description="Keep the MASQUERADE chain for chosen destinations in place.")
-    parser.add_argument("--cidr", dest="cidrs", action="append", default=[],
-                        help="destination CIDR to masquerade (repeat for more)")
-    parser.add_argument("--remove", action="store_true",
-                        help="remove the chain and its jump once, then idle until stopped (the role's absent state)")
-    parser.add_argument("--source-cidr", dest="source_cidrs", action="append", default=[])
-    parser.add_argument("--chain", default=DEFAULT_CHAIN)
-    parser.add_argument("--random-fully", action="store_true")
-    parser.add_argument("--position", choices=POSITIONS, default="insert")
-    parser.add_argument("--backend", choices=("auto",) + BACKENDS, default="auto")
-    parser.add_argument("--lock-timeout", type=int, default=DEFAULT_LOCK_TIMEOUT)
-    parser.add_argument("--lock-file", default=DEFAULT_LOCK_FILE)
-    parser.add_argument("--interval", type=float, default=DEFAULT_INTERVAL, help="seconds between checks")
-    parser.add_argument("--nsenter", action="store_true",
-                        help="run the host's own iptables in PID 1's mount and network namespaces (needs hostPID)")
-    parser.add_argument("--max-iterations", type=int, default=None, help="stop after N checks (tests)")
-    return parser
-
-
-def agent_main(argv, run=None, stopper=None):
-    """The reconcile loop: apply once, then every interval read our chain and POSTROUTING and repair drift."""
-    from ansible_collections.netmend.k8s.plugins.module_utils import agent
-
-    args = build_parser().parse_args(argv)
-    try:
-        spec = Spec(chain=args.chain, cidrs=args.cidrs, source_cidrs=args.source_cidrs,
-                    random_fully=args.random_fully, position=args.position,
-                    state="absent" if args.remove else "present")
-    except MasqError as exc:
-        agent.log("masq_rule", "bad configuration", error=str(exc))
-        return 2
-    run = run or Runner(NSENTER_PREFIX if args.nsenter else ())
-    stopper = stopper or agent.Stopper().install()
-    for warning in spec.warnings:
-        agent.log("masq_rule", "warning", detail=warning)
-    backend = detect_backend(run) if args.backend == "auto" else args.backend
-    if args.remove:
-        result = reconcile(spec, run, backend, args.lock_timeout, lock_file=args.lock_file)[0]
-        agent.log("masq_rule", "removed" if result["changed"] else "nothing to remove", chain=spec.chain)
-        # A DaemonSet pod must keep running: idle until the role deletes the DaemonSet.
-        agent.run_every(lambda: None, args.interval, stopper, max_iterations=args.max_iterations)
-        return 0
-    families = [family for family in FAMILIES if spec.destinations(family)]
-    agent.log("masq_rule", "started", chain=spec.chain, cidrs=spec.cidrs, backend=backend,
-              interval=args.interval, nsenter=args.nsenter)
-
-    def step():
-        try:
-            plans = reconcile(spec, run, backend, args.lock_timeout, lock_file=args.lock_file, families=families)[1]
-        except MasqError as exc:
-            agent.log("masq_rule", "check failed", error=str(exc))
-            return
-        for plan in plans:
-            if plan.changed:
-                agent.log("masq_rule", "repaired", family=plan.family, chain=spec.chain, drift=plan.drift)
-
-    agent.run_every(step, args.interval, stopper, jitter=0.1, max_iterations=args.max_iterations)
-    agent.log("masq_rule", "stopped")
-    return 0

@@ -16,9 +16,18 @@ description:
   - Every change is one C(iptables-restore --noflush --wait) transaction that names only this chain and its
     jump; kube-proxy's, kubelet's and ip-masq-agent's rules are never rewritten. IPv6 CIDRs go to
     C(ip6tables) in the same run.
-  - Duplicate CIDRs and CIDRs inside another listed one are dropped with a warning.
-  - Bad input (a misaligned or invalid CIDR, an empty list with O(state=present), a chain name iptables would
-    reject) fails before any iptables command runs.
+  - Duplicate CIDRs and CIDRs inside another listed one are dropped with a warning. IPv6 addresses are written
+    the way C(ip6tables-save) prints them (an IPv4-mapped range as C(::ffff:10.0.0.0/104)), so a second run
+    changes nothing.
+  - A family left without destinations (for example the last IPv6 CIDR removed from O(cidrs)) loses its chain
+    and jump in the same run.
+  - Ownership. The chain is this module's only when every rule in it carries the comment
+    C(netmend masq_rule: ...), or, when it is empty, when a C(POSTROUTING) jump with that comment leads to it.
+    An existing chain of that name that is anything else belongs to someone else; O(state=present) fails
+    naming it, and O(state=absent) leaves it alone with a warning. Either way nothing is written.
+  - Bad input (a misaligned or invalid CIDR, an IPv6 zone index such as C(fe80::%eth0/64), an empty list with
+    O(state=present), a chain name iptables would reject or another component reserves) fails before any
+    iptables command runs.
   - For every node of a cluster, current and future, use the C(netmend.k8s.masq_rule) role, which runs the
     same code as an agent that repairs the chain on an interval.
 author:
@@ -53,6 +62,9 @@ options:
       - Name of the chain in the C(nat) table this module owns.
       - At most 28 characters, no leading C(-) or C(!), no whitespace or quotes, not a builtin chain or target
         name.
+      - Names starting with the prefixes of other node components are refused, in any letter case: C(KUBE-)
+        (kube-proxy, kubelet), C(IP-MASQ) (ip-masq-agent), C(CALI-) (Calico Felix), C(CILIUM) (Cilium) and
+        C(DOCKER) (Docker).
     type: str
     default: NETMEND-MASQ
   source_cidrs:
@@ -80,8 +92,16 @@ options:
     default: 5
   position:
     description:
-      - V(insert) keeps the jump as the first rule of C(POSTROUTING) (moved back when something pushes it
-        down); V(append) adds it at the end when missing and leaves it wherever it is.
+      - V(insert) adds the jump as the first rule of C(POSTROUTING) and keeps it above every rule that could
+        end traversal for the traffic it NATs. A rule above the jump counts when its target is C(ACCEPT),
+        C(DROP), C(REJECT), C(RETURN), C(QUEUE), C(NFQUEUE), C(MASQUERADE), C(SNAT), C(DNAT), C(REDIRECT) or
+        C(NETMAP), or it is a goto (C(-g)), unless its C(-d) match cannot match any of O(cidrs); other matches
+        are assumed to match. The jump is then moved back to the top.
+      - A jump (C(-j)) to another component's chain above ours is not counted, so Felix keeping its
+        C(cali-POSTROUTING) jump first (C(ChainInsertMode=Insert)) or kube-proxy inserting its own is
+        coexisted with, not fought. Those chains are not read; a C(RETURN) in them comes back to
+        C(POSTROUTING), and they end traversal only by NATing the packet themselves.
+      - V(append) adds the jump at the end when missing and leaves it wherever it is.
     type: str
     choices: [insert, append]
     default: insert

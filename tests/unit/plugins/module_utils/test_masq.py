@@ -2,8 +2,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 from __future__ import annotations
 
-import io
-import contextlib
+import ipaddress
 
 import pytest
 
@@ -54,6 +53,8 @@ def list_cmd(chain, binary="iptables-nft"):
     ("vpn", "invalid CIDR 'vpn'"),
     ("10.11.0.0/33", "invalid CIDR '10.11.0.0/33'"),
     ("fd00::1/64", "misaligned CIDR 'fd00::1/64'"),
+    ("fe80::%eth0/64", "invalid CIDR 'fe80::%eth0/64': an IPv6 zone index (%eth0) names a link"),
+    ("fe80::1%2", "invalid CIDR 'fe80::1%2': an IPv6 zone index (%2)"),
 ])
 def test_parse_cidr_rejects(value, message):
     with pytest.raises(masq.MasqError) as err:
@@ -87,6 +88,17 @@ def test_normalise_cidrs(values, kept, warnings):
     ("RETURN", "clashes with a builtin chain or target name"),
     ("POSTROUTING", "clashes"),
     ("masquerade", "clashes"),
+    ("KUBE-POSTROUTING", "names starting with KUBE- (any case) belong to kube-proxy and kubelet"),
+    ("KUBE-MARK-MASQ", "belong to kube-proxy and kubelet"),
+    ("kube-mine", "belong to kube-proxy and kubelet"),
+    ("IP-MASQ", "belong to ip-masq-agent"),
+    ("IP-MASQ-AGENT", "belong to ip-masq-agent"),
+    ("cali-POSTROUTING", "belong to Calico (Felix)"),
+    ("cali-nat-outgoing", "belong to Calico (Felix)"),
+    ("CILIUM_POST_nat", "belong to Cilium"),
+    ("cilium-feeder", "belong to Cilium"),
+    ("DOCKER-USER", "belong to Docker"),
+    ("DOCKER", "belong to Docker"),
     ("MASQ-\u00e9", "non-ASCII"),
 ])
 def test_validate_chain_rejects(name, message):
@@ -96,9 +108,15 @@ def test_validate_chain_rejects(name, message):
     assert repr(name) in str(err.value)
 
 
-@pytest.mark.parametrize("name", ["NETMEND-MASQ", "A" * 28, "vpn_masq.1", "KUBE-FOO"])
+@pytest.mark.parametrize("name", ["NETMEND-MASQ", "A" * 28, "vpn_masq.1", "KUBEFOO", "MY-KUBE-MASQ", "CALICO"])
 def test_validate_chain_accepts(name):
     assert masq.validate_chain(name) == name
+    assert masq.chain_error(name) == ""
+
+
+def test_chain_error_is_the_validator_message():
+    assert masq.chain_error("KUBE-SVC-X") == (
+        "invalid chain name 'KUBE-SVC-X': names starting with KUBE- (any case) belong to kube-proxy and kubelet")
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -135,11 +153,90 @@ def test_spec_absent_needs_no_cidrs():
         '-A NETMEND-MASQ -d fd00:11::/64 -m comment --comment "netmend masq_rule: fd00:11::/64" -j MASQUERADE']),
     ({"cidrs": ["10.11.0.0/24"], "chain": "VPN"}, "ipv4", [
         '-A VPN -d 10.11.0.0/24 -m comment --comment "netmend masq_rule: 10.11.0.0/24" -j MASQUERADE']),
+    ({"cidrs": ["::ffff:10.0.0.0/104"]}, "ipv6", [
+        '-A NETMEND-MASQ -d ::ffff:10.0.0.0/104 -m comment --comment "netmend masq_rule: ::ffff:10.0.0.0/104" '
+        '-j MASQUERADE']),
+    ({"cidrs": ["0.0.0.0/0"]}, "ipv4", [
+        '-A NETMEND-MASQ -m comment --comment "netmend masq_rule: 0.0.0.0/0" -j MASQUERADE']),
 ])
 def test_chain_rules_render_as_iptables_prints_them(kwargs, family, lines):
     rules = masq.chain_rules(masq.Spec(**kwargs), family)
     assert [masq.render_line(rule) for rule in rules] == lines
     assert masq.parse_rules("\n".join(lines), kwargs.get("chain", "NETMEND-MASQ")) == rules
+
+
+# What ip6tables-save printed for each (iptables 1.8.9, glibc inet_ntop); tests/lab checks it live.
+@pytest.mark.parametrize("cidr, printed", [
+    ("::ffff:10.0.0.0/104", "::ffff:10.0.0.0/104"),
+    ("::ffff:a00:0/104", "::ffff:10.0.0.0/104"),
+    ("0:0:0:0:0:ffff:ffff:0/112", "::ffff:255.255.0.0/112"),
+    ("::ffff:0:0/96", "::ffff:0.0.0.0/96"),
+    ("::10.0.0.0/104", "::10.0.0.0/104"),
+    ("::1.2.3.4/128", "::1.2.3.4/128"),
+    ("::0.0.0.1/128", "::1/128"),
+    ("::/0", "::/0"),
+    ("2001:db8:0:0:1:0:0:1/128", "2001:db8::1:0:0:1/128"),
+    ("fd00:0:0:1::/64", "fd00:0:0:1::/64"),
+    ("64:ff9b::1.2.3.0/120", "64:ff9b::102:300/120"),
+    ("10.11.0.0/24", "10.11.0.0/24"),
+])
+def test_network_text_is_what_iptables_prints(cidr, printed):
+    assert masq.network_text(ipaddress.ip_network(cidr)) == printed
+
+
+def test_ipv4_mapped_destination_converges(tmp_path):
+    spec = masq.Spec(cidrs=["::ffff:a00:0/104"])
+    assert spec.cidrs == ["::ffff:10.0.0.0/104"]
+    rule = masq.chain_rules(spec, "ipv6")
+    # what ip6tables -S prints back for the rule we wrote: nothing to change on the next run
+    printed = masq.parse_rules(masq.render_line(rule[0]), "NETMEND-MASQ")
+    state = masq.State(printed, masq.parse_rules(JUMP, "POSTROUTING"))
+    assert masq.plan_family(spec, "ipv6", state).drift == []
+
+
+# --- ownership and position ----------------------------------------------------------------------
+
+FOREIGN_RULE = "-A NETMEND-MASQ -d 10.99.0.0/16 -j MASQUERADE"
+
+
+@pytest.mark.parametrize("chain_rules, postrouting, problem", [
+    (None, [], None),
+    ([RULE_VPN], [JUMP], None),
+    ([RULE_VPN, RULE_LAB], [], None),
+    ([], [JUMP], None),  # our chain, emptied by hand: still led to by our jump
+    ([RULE_VPN, FOREIGN_RULE], [JUMP], "its rule '%s' lacks the comment" % FOREIGN_RULE),
+    ([FOREIGN_RULE], [], "chain NETMEND-MASQ exists in the nat table and is not ours"),
+    ([], [], "empty, and no POSTROUTING jump with our comment leads to it"),
+    ([], ["-A POSTROUTING -j NETMEND-MASQ"], "nothing shows it is ours"),
+])
+def test_ownership_problem(chain_rules, postrouting, problem):
+    state = masq.State(None if chain_rules is None else [masq.parse_rules(r, "NETMEND-MASQ")[0] for r in chain_rules],
+                       [masq.parse_rules(r, "POSTROUTING")[0] for r in postrouting])
+    found = masq.ownership_problem("NETMEND-MASQ", state)
+    assert found is None if problem is None else problem in found
+
+
+VPN_NET = [ipaddress.ip_network("10.11.0.0/24")]
+
+
+@pytest.mark.parametrize("rule, ends", [
+    ("-A POSTROUTING -m comment --comment \"cali:O3lYWMrLQYEMJtB5\" -j cali-POSTROUTING", False),
+    (KUBE_POST, False),
+    (IP_MASQ, False),
+    ("-A POSTROUTING -j MARK --set-xmark 0x4000/0x4000", False),
+    ("-A POSTROUTING -j LOG", False),
+    ("-A POSTROUTING -j RETURN", True),
+    ("-A POSTROUTING -o eth0 -j MASQUERADE", True),
+    ("-A POSTROUTING -d 10.0.0.0/8 -j RETURN", True),
+    ("-A POSTROUTING -d 10.11.0.128/25 -j ACCEPT", True),
+    ("-A POSTROUTING -d 192.0.2.0/24 -j RETURN", False),
+    ("-A POSTROUTING ! -d 10.0.0.0/8 -j MASQUERADE", False),
+    ("-A POSTROUTING ! -d 192.0.2.0/24 -j SNAT --to-source 192.0.2.1", True),
+    ("-A POSTROUTING -d fd00::/8 -j RETURN", False),
+    ("-A POSTROUTING -g KUBE-POSTROUTING", True),
+])
+def test_ends_traversal(rule, ends):
+    assert masq.ends_traversal(masq.parse_rules(rule, "POSTROUTING")[0], VPN_NET) is ends
 
 
 # --- parsing -------------------------------------------------------------------------------
@@ -213,6 +310,9 @@ APPEND = "-A POSTROUTING " + JUMP_ARGS + "\n"
 DELETE = "-D POSTROUTING " + JUMP_ARGS + "\n"
 RESTORE = "iptables-nft-restore --noflush --wait 5"
 V6_CHAIN = list_cmd("NETMEND-MASQ", "ip6tables-nft")
+FELIX = '-A POSTROUTING -m comment --comment "cali:O3lYWMrLQYEMJtB5" -j cali-POSTROUTING'
+RETURN_10 = "-A POSTROUTING -d 10.0.0.0/8 -j RETURN"
+RETURN_192 = "-A POSTROUTING -d 192.0.2.0/24 -j RETURN"
 
 CASES = [
     dict(id="fresh node: chain and jump created in one transaction",
@@ -249,18 +349,35 @@ CASES = [
                   list_cmd("POSTROUTING"): (0, listing("POSTROUTING", JUMP, policy="ACCEPT"), "")},
          payload=HEAD + DECLARE + RULE_VPN + "\n" + RULE_LAB + "\nCOMMIT\n",
          drift=["ipv4: rules of NETMEND-MASQ out of order"], rules=["-N NETMEND-MASQ", RULE_VPN, RULE_LAB]),
-    dict(id="foreign rule in our chain removed",
+    dict(id="a rule of ours for a dropped destination removed",
          kwargs={"cidrs": ["10.11.0.0/24"]},
-         answers={list_cmd("NETMEND-MASQ"): (0, listing("NETMEND-MASQ", RULE_VPN, "-A NETMEND-MASQ -j RETURN"), ""),
+         answers={list_cmd("NETMEND-MASQ"): (0, listing("NETMEND-MASQ", RULE_VPN, RULE_LAB), ""),
                   list_cmd("POSTROUTING"): (0, listing("POSTROUTING", JUMP, policy="ACCEPT"), "")},
          payload=HEAD + DECLARE + RULE_VPN + "\nCOMMIT\n",
-         drift=["ipv4: unexpected rule: -A NETMEND-MASQ -j RETURN"], rules=["-N NETMEND-MASQ", RULE_VPN]),
-    dict(id="jump moved below kube-proxy's: put back first",
+         drift=["ipv4: unexpected rule: " + RULE_LAB], rules=["-N NETMEND-MASQ", RULE_VPN]),
+    dict(id="our chain emptied by hand: refilled",
+         kwargs={"cidrs": ["10.11.0.0/24"]},
+         answers={list_cmd("NETMEND-MASQ"): (0, listing("NETMEND-MASQ"), ""),
+                  list_cmd("POSTROUTING"): (0, listing("POSTROUTING", JUMP, policy="ACCEPT"), "")},
+         payload=HEAD + DECLARE + RULE_VPN + "\nCOMMIT\n",
+         drift=["ipv4: rule missing: " + RULE_VPN], rules=["-N NETMEND-MASQ", RULE_VPN]),
+    dict(id="a foreign jump above ours (Felix's, kube-proxy's) is not drift",
          kwargs={"cidrs": ["10.11.0.0/24"]},
          answers={list_cmd("NETMEND-MASQ"): (0, listing("NETMEND-MASQ", RULE_VPN), ""),
-                  list_cmd("POSTROUTING"): (0, listing("POSTROUTING", KUBE_POST, JUMP, policy="ACCEPT"), "")},
+                  list_cmd("POSTROUTING"): (0, listing("POSTROUTING", FELIX, KUBE_POST, JUMP, policy="ACCEPT"), "")},
+         payload=None, drift=[], rules=["-N NETMEND-MASQ", RULE_VPN]),
+    dict(id="a RETURN for our destinations above the jump: jump put back first",
+         kwargs={"cidrs": ["10.11.0.0/24"]},
+         answers={list_cmd("NETMEND-MASQ"): (0, listing("NETMEND-MASQ", RULE_VPN), ""),
+                  list_cmd("POSTROUTING"): (0, listing("POSTROUTING", FELIX, RETURN_10, JUMP, policy="ACCEPT"), "")},
          payload=HEAD + DELETE + INSERT + "COMMIT\n",
-         drift=["ipv4: jump not first in POSTROUTING (rule 2)"], rules=["-N NETMEND-MASQ", RULE_VPN]),
+         drift=["ipv4: rule 2 of POSTROUTING can end traversal before our jump (rule 3): " + RETURN_10],
+         rules=["-N NETMEND-MASQ", RULE_VPN]),
+    dict(id="a RETURN for other destinations above the jump is not drift",
+         kwargs={"cidrs": ["10.11.0.0/24"]},
+         answers={list_cmd("NETMEND-MASQ"): (0, listing("NETMEND-MASQ", RULE_VPN), ""),
+                  list_cmd("POSTROUTING"): (0, listing("POSTROUTING", RETURN_192, JUMP, policy="ACCEPT"), "")},
+         payload=None, drift=[], rules=["-N NETMEND-MASQ", RULE_VPN]),
     dict(id="two jumps (two writers raced): one removed",
          kwargs={"cidrs": ["10.11.0.0/24"]},
          answers={list_cmd("NETMEND-MASQ"): (0, listing("NETMEND-MASQ", RULE_VPN), ""),
@@ -341,8 +458,43 @@ def test_reconcile_legacy_backend_and_lock_timeout(tmp_path):
 
     result = masq.reconcile(spec, legacy, backend="legacy", lock_timeout=12, lock_file=str(tmp_path / "l"))[0]
     assert run.calls[0][0] == ["iptables-legacy", "--wait", "12", "-t", "nat", "-S", "NETMEND-MASQ"]
-    assert run.calls[1][0] == ["iptables-legacy-restore", "--noflush", "--wait", "12"]
+    # every family is read (and judged) before any is written
+    assert run.calls[1][0] == ["ip6tables-legacy", "--wait", "12", "-t", "nat", "-S", "NETMEND-MASQ"]
+    assert run.calls[2][0] == ["iptables-legacy-restore", "--noflush", "--wait", "12"]
     assert result["backend"] == "legacy"
+
+
+@pytest.mark.parametrize("state", ["present", "absent"])
+@pytest.mark.parametrize("listing_text", [
+    listing("NETMEND-MASQ", "-A NETMEND-MASQ -j RETURN"),
+    listing("NETMEND-MASQ", RULE_VPN, "-A NETMEND-MASQ -d 10.99.0.0/16 -j MASQUERADE"),
+    listing("NETMEND-MASQ"),
+], ids=["foreign rule", "ours plus a foreign rule", "empty, no jump of ours"])
+def test_a_chain_that_is_not_ours_is_never_written(listing_text, state, tmp_path):
+    run = FakeRun({list_cmd("NETMEND-MASQ"): (0, listing_text, ""),
+                   list_cmd("POSTROUTING"): (0, listing("POSTROUTING", KUBE_POST, policy="ACCEPT"), "")})
+    spec = masq.Spec(cidrs=["10.11.0.0/24"]) if state == "present" else masq.Spec(state="absent")
+    if state == "present":
+        with pytest.raises(masq.MasqError) as err:
+            masq.reconcile(spec, run, backend="nft", lock_file=str(tmp_path / "lock"))
+        assert str(err.value).startswith("ipv4: chain NETMEND-MASQ exists in the nat table")
+        assert "refusing to change it" in str(err.value)
+    else:
+        result = masq.reconcile(spec, run, backend="nft", lock_file=str(tmp_path / "lock"))[0]
+        assert result["changed"] is False
+        assert result["warnings"][0].startswith("ipv4: chain NETMEND-MASQ exists in the nat table")
+        assert result["warnings"][0].endswith("left alone")
+    assert [argv for argv, _data in run.calls if argv[0].endswith("-restore")] == []
+
+
+def test_a_foreign_ipv6_chain_stops_the_ipv4_write_too(tmp_path):
+    run = FakeRun({list_cmd("POSTROUTING"): (0, listing("POSTROUTING", policy="ACCEPT"), ""),
+                   V6_CHAIN: (0, listing("NETMEND-MASQ", "-A NETMEND-MASQ -j ACCEPT"), ""),
+                   list_cmd("POSTROUTING", "ip6tables-nft"): (0, listing("POSTROUTING", policy="ACCEPT"), "")})
+    with pytest.raises(masq.MasqError, match="^ipv6: chain NETMEND-MASQ exists"):
+        masq.reconcile(masq.Spec(cidrs=["10.11.0.0/24", "fd00:11::/64"]), run, backend="nft",
+                       lock_file=str(tmp_path / "lock"))
+    assert [argv for argv, _data in run.calls if argv[0].endswith("-restore")] == []
 
 
 def test_read_error_is_raised_with_the_command():
@@ -386,123 +538,3 @@ def test_runner_prefix_and_missing_binary():
     rc, out, err = masq.Runner()(["/nonexistent/iptables"])
     assert rc == 127 and out == "" and "nonexistent" in err
     assert list(masq.NSENTER_PREFIX) == ["nsenter", "-t", "1", "-m", "-n", "--"]
-
-
-# --- agent ---------------------------------------------------------------------------------------
-
-class FakeTable:
-    """A tiny in-memory nat table that applies our restore payloads, for the agent loop."""
-
-    def __init__(self):
-        self.chains = {"POSTROUTING": [masq.parse_rules(KUBE_POST, "POSTROUTING")[0]]}
-        self.calls = []
-
-    def __call__(self, argv, data=None):
-        self.calls.append(list(argv))
-        if argv[0].endswith("-restore"):
-            for line in data.splitlines():
-                tokens = masq.shlex.split(line)
-                if line.startswith(":"):
-                    self.chains[line[1:].split()[0]] = []
-                elif tokens[0] == "-A":
-                    self.chains[tokens[1]].append(tokens)
-                elif tokens[0] == "-I":
-                    self.chains[tokens[1]].insert(0, ["-A", tokens[1]] + tokens[3:])
-                elif tokens[0] == "-D":
-                    self.chains[tokens[1]].remove(["-A"] + tokens[1:])
-            return 0, "", ""
-        chain = argv[-1]
-        if argv[-2] != "-S" or chain not in self.chains:
-            return 1, "", NO_CHAIN
-        return 0, "\n".join(["-N " + chain] + [masq.render_line(r) for r in self.chains[chain]]), ""
-
-
-class CountingStopper:
-    stopped = False
-
-    def __init__(self, table, damage):
-        self.table = table
-        self.damage = damage
-        self.naps = 0
-
-    def sleep(self, seconds):
-        if self.naps < len(self.damage):
-            self.damage[self.naps](self.table)
-        self.naps += 1
-        return False
-
-
-def test_agent_repairs_each_drift_with_one_log_line(tmp_path):
-    table = FakeTable()
-    damage = [
-        lambda t: t.chains["NETMEND-MASQ"].clear(),
-        lambda t: t.chains["POSTROUTING"].reverse(),
-        lambda t: None,
-    ]
-    stopper = CountingStopper(table, damage)
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        rc = masq.agent_main(["--cidr", "10.11.0.0/24", "--backend", "nft", "--interval", "0.01",
-                              "--lock-file", str(tmp_path / "lock"), "--max-iterations", "4"],
-                             run=table, stopper=stopper)
-    assert rc == 0
-    lines = out.getvalue().splitlines()
-    repairs = [line for line in lines if " masq_rule repaired " in line]
-    assert len(repairs) == 3  # first apply, the flushed chain, the reordered jump; the quiet round logs nothing
-    assert "chain NETMEND-MASQ missing" in repairs[0]
-    assert "rule missing" in repairs[1]
-    assert "jump not first in POSTROUTING" in repairs[2]
-    assert [masq.render_line(r) for r in table.chains["NETMEND-MASQ"]] == [RULE_VPN]
-    assert masq.render_line(table.chains["POSTROUTING"][0]) == JUMP
-    # Checks read only our chain and POSTROUTING, never the whole table.
-    assert not [call for call in table.calls if "save" in call[0]]
-    assert {call[-1] for call in table.calls if not call[0].endswith("-restore")} == {"NETMEND-MASQ", "POSTROUTING"}
-
-
-def test_agent_bad_configuration_exits_2(tmp_path):
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        rc = masq.agent_main(["--cidr", "10.11.0.1/24"], run=FakeTable(), stopper=CountingStopper(None, []))
-    assert rc == 2
-    assert "misaligned CIDR '10.11.0.1/24'" in out.getvalue()
-
-
-def test_agent_nsenter_mode_prefixes_commands(monkeypatch, tmp_path):
-    seen = []
-
-    def fake_run(argv, **kwargs):
-        seen.append(argv)
-        return masq.subprocess.CompletedProcess(argv, 0, "", "")
-
-    monkeypatch.setattr(masq.subprocess, "run", fake_run)
-    with contextlib.redirect_stdout(io.StringIO()):
-        masq.agent_main(["--cidr", "10.11.0.0/24", "--nsenter", "--max-iterations", "1",
-                         "--lock-file", str(tmp_path / "lock")], stopper=CountingStopper(None, []))
-    assert seen and all(argv[:6] == list(masq.NSENTER_PREFIX) for argv in seen)
-    assert seen[0][6:] == ["iptables-nft", "-t", "mangle", "-S", "KUBE-IPTABLES-HINT"]
-
-
-def test_agent_remove_mode_deletes_chain_and_jump_then_idles(tmp_path):
-    table = FakeTable()
-    table.chains["NETMEND-MASQ"] = masq.parse_rules(RULE_VPN, "NETMEND-MASQ")
-    table.chains["POSTROUTING"].insert(0, masq.parse_rules(JUMP, "POSTROUTING")[0])
-    original = table.__call__
-
-    def with_delete_chain(argv, data=None):
-        if data and "-X NETMEND-MASQ" in data:
-            original(argv, data.replace("-X NETMEND-MASQ\n", ""))
-            del table.chains["NETMEND-MASQ"]
-            return 0, "", ""
-        return original(argv, data)
-
-    stopper = CountingStopper(table, [])
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        rc = masq.agent_main(["--remove", "--backend", "nft", "--interval", "0.01", "--max-iterations", "3",
-                              "--lock-file", str(tmp_path / "lock")], run=with_delete_chain, stopper=stopper)
-    assert rc == 0
-    assert "NETMEND-MASQ" not in table.chains
-    assert [masq.render_line(r) for r in table.chains["POSTROUTING"]] == [KUBE_POST]
-    assert " masq_rule removed " in out.getvalue()
-    assert stopper.naps == 2  # idled until the bounded run ended, writing nothing more
-    assert sum(call[0].endswith("-restore") for call in table.calls) == 1

@@ -61,15 +61,22 @@ def run_module(args, capsys):
 
 CASES = [
     dict(id="fresh node", args={"cidrs": ["10.11.0.0/24"]}, answers=FRESH, changed=True,
-         calls=[HINT, V4_CHAIN, V4_RESTORE, V6_CHAIN], payload=PAYLOAD),
+         calls=[HINT, V4_CHAIN, V6_CHAIN, V4_RESTORE], payload=PAYLOAD),
     dict(id="second run changes nothing", args={"cidrs": ["10.11.0.0/24"]}, answers=DONE, changed=False,
          calls=[HINT, V4_CHAIN, V4_POST, V6_CHAIN], payload=None),
     dict(id="check mode on a fresh node writes nothing", args={"cidrs": ["10.11.0.0/24"], "_ansible_check_mode": True},
          answers=FRESH, changed=True, calls=[HINT, V4_CHAIN, V6_CHAIN], payload=None),
     dict(id="absent removes jump and chain", args={"state": "absent"}, answers=DONE, changed=True,
-         calls=[HINT, V4_CHAIN, V4_POST, V4_RESTORE, V6_CHAIN],
+         calls=[HINT, V4_CHAIN, V4_POST, V6_CHAIN, V4_RESTORE],
          payload="*nat\n-D POSTROUTING " + JUMP[len("-A POSTROUTING "):]
          + "\n:NETMEND-MASQ - [0:0]\n-X NETMEND-MASQ\nCOMMIT\n"),
+    dict(id="a chain of that name that is not ours: absent leaves it and warns",
+         args={"state": "absent", "backend": "nft"},
+         answers={V4_CHAIN: (0, "-N NETMEND-MASQ\n-A NETMEND-MASQ -j RETURN\n", ""),
+                  V4_POST: (0, "-P POSTROUTING ACCEPT\n", "")},
+         changed=False, calls=[V4_CHAIN, V4_POST, V6_CHAIN], payload=None,
+         warned=["ipv4: chain NETMEND-MASQ exists in the nat table and is not ours: its rule '-A NETMEND-MASQ -j RETURN' "
+                 "lacks the comment 'netmend masq_rule: ...'; left alone"]),
     dict(id="absent when already absent", args={"state": "absent", "backend": "nft"}, answers={}, changed=False,
          calls=[V4_CHAIN, V6_CHAIN], payload=None),
 ]
@@ -77,10 +84,11 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=[case["id"] for case in CASES])
 def test_masq_rule(case, commands, capsys):
-    calls, answers = commands[:2]
+    calls, answers, warned = commands
     answers.update(case["answers"])
     result = run_module(case["args"], capsys)
     assert result["changed"] is case["changed"]
+    assert warned == case.get("warned", [])
     assert [cmd for cmd, _data in calls] == case["calls"]
     payloads = [data for cmd, data in calls if cmd == V4_RESTORE]
     assert payloads == ([case["payload"]] if case["payload"] else [])
@@ -113,6 +121,9 @@ def test_diff_mode_shows_chain_and_jump(commands, capsys):
     ({"cidrs": ["10.11.0.0/24"], "chain": "MASQ CHAIN"}, "invalid chain name 'MASQ CHAIN'"),
     ({"cidrs": ["10.11.0.0/24"], "chain": "X" * 29}, "invalid chain name '%s'" % ("X" * 29)),
     ({"cidrs": ["10.11.0.0/24"], "chain": "ACCEPT"}, "invalid chain name 'ACCEPT'"),
+    ({"cidrs": ["10.11.0.0/24"], "chain": "IP-MASQ-AGENT"}, "invalid chain name 'IP-MASQ-AGENT': names starting with"),
+    ({"cidrs": ["10.11.0.0/24"], "chain": "KUBE-POSTROUTING"}, "invalid chain name 'KUBE-POSTROUTING'"),
+    ({"cidrs": ["fe80::%eth0/64"]}, "invalid CIDR 'fe80::%eth0/64': an IPv6 zone index (%eth0)"),
     ({"cidrs": ["10.11.0.0/24"], "lock_timeout": -1}, "invalid lock_timeout -1"),
 ])
 def test_bad_input_fails_before_any_command(args, message, commands, capsys):
@@ -121,6 +132,17 @@ def test_bad_input_fails_before_any_command(args, message, commands, capsys):
     assert result["failed"] is True
     assert result["msg"].startswith(message)
     assert calls == []
+
+
+def test_a_chain_that_is_not_ours_fails_and_writes_nothing(commands, capsys):
+    calls, answers = commands[:2]
+    answers.update({HINT: (0, "", ""),
+                    V4_CHAIN: (0, "-N NETMEND-MASQ\n-A NETMEND-MASQ -d 10.99.0.0/16 -j MASQUERADE\n", ""),
+                    V4_POST: (0, "-P POSTROUTING ACCEPT\n", "")})
+    result = run_module({"cidrs": ["10.11.0.0/24"]}, capsys)
+    assert result["failed"] is True
+    assert result["msg"].startswith("ipv4: chain NETMEND-MASQ exists in the nat table and is not ours")
+    assert not [cmd for cmd, _data in calls if cmd.endswith("--noflush --wait 5")]
 
 
 def test_failed_restore_reports_the_command(commands, capsys):
