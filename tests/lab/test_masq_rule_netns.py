@@ -150,15 +150,29 @@ def test_absent_removes_only_ours(gke):
     assert run_module(gke.node, {"state": "absent"})["changed"] is False
 
 
-def test_agent_repairs_deletion_and_reordering_within_its_interval(gke, tmp_path):
-    interval = 0.5
+def start_agent(node, args, tmp_path):
+    """The agent as the DaemonSet runs it, inside the node's namespace; its log lines fill the returned list."""
     env = dict(os.environ, PYTHONPATH=COLLECTIONS)
-    agent = gke.node.popen([sys.executable, "-u", "-m", AGENT, "masq_rule", "--cidr", VPN, "--interval", str(interval),
-                            "--lock-file", str(tmp_path / "lock"), "--max-iterations", "40"],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    agent = node.popen([sys.executable, "-u", "-m", AGENT, "masq_rule", "--lock-file", str(tmp_path / "lock")] + args,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     lines = []
     reader = threading.Thread(target=lambda: lines.extend(iter(agent.stdout.readline, "")), daemon=True)
     reader.start()
+    return agent, lines, reader
+
+
+def run_agent_to_end(node, args, tmp_path):
+    """A bounded agent run (``--max-iterations`` in ``args``); its log lines."""
+    agent, lines, reader = start_agent(node, args, tmp_path)
+    assert agent.wait(60) == 0, "".join(lines)
+    reader.join(5)
+    return lines
+
+
+def test_agent_repairs_deletion_and_reordering_within_its_interval(gke, tmp_path):
+    interval = 0.5
+    agent, lines, _reader = start_agent(gke.node, ["--cidr", VPN, "--interval", str(interval),
+                                                   "--max-iterations", "60"], tmp_path)
     try:
         wait_for(lambda: any(" repaired " in line for line in lines), 10, lines)
         assert source_seen(gke.pod, gke.vpn) == gke.vpn.gateway
@@ -166,8 +180,9 @@ def test_agent_repairs_deletion_and_reordering_within_its_interval(gke, tmp_path
         damages = [
             (["-D", "NETMEND-MASQ", "1"], "rule missing: -A NETMEND-MASQ -d 10.11.0.0/24"),
             (["-D", "POSTROUTING", "1"], "jump from POSTROUTING missing"),
-            # reordering: a kube-proxy-like jump pushed on top of ours
-            (["-I", "POSTROUTING", "1", "-j", "KUBE-POSTROUTING"], "jump not first in POSTROUTING (rule 2)"),
+            # reordering: a rule that ends traversal for the VPN's traffic pushed on top of ours
+            (["-I", "POSTROUTING", "1", "-d", "10.0.0.0/8", "-j", "RETURN"],
+             "rule 1 of POSTROUTING can end traversal before our jump (rule 2): -A POSTROUTING -d 10.0.0.0/8 -j RETURN"),
         ]
         for damage, finding in damages:
             repairs = [line for line in lines if " repaired " in line]
@@ -178,7 +193,11 @@ def test_agent_repairs_deletion_and_reordering_within_its_interval(gke, tmp_path
             new = [line for line in lines if " repaired " in line][len(repairs):]
             assert len(new) == 1 and finding in new[0], new  # one log line per repair, naming what it found
         assert len([line for line in lines if " repaired " in line]) == 4  # the first apply + three repairs
-        assert gke.node.run(["iptables", "-t", "nat", "-S", "POSTROUTING"]).stdout.splitlines()[1].endswith(
+        # a kube-proxy-like jump pushed on top of ours is not drift: nothing to repair
+        gke.node.iptables("-t", "nat", "-I", "POSTROUTING", "1", "-j", "KUBE-POSTROUTING")
+        time.sleep(interval * 3)
+        assert len([line for line in lines if " repaired " in line]) == 4
+        assert gke.node.run(["iptables", "-t", "nat", "-S", "POSTROUTING"]).stdout.splitlines()[2].endswith(
             "-j NETMEND-MASQ")
         assert source_seen(gke.pod, gke.vpn) == gke.vpn.gateway
         assert source_seen(gke.pod, gke.peer) == POD_IP
@@ -290,3 +309,166 @@ def test_duplicate_and_foreign_jumps_converge_in_one_run(gke, tmp_path):
     assert len(postrouting) == 4  # policy, our jump, kube-proxy's, ip-masq-agent's
     assert masq.reconcile(spec, run, backend="nft", lock_file=lock)[0]["changed"] is False
     assert source_seen(gke.pod, gke.vpn) == gke.vpn.gateway
+
+
+# --- ownership: a chain named like ours that someone else made -------------------------------------
+
+FOREIGN_CHAINS = {
+    "rules without our comment": ["-N NETMEND-MASQ", "-A NETMEND-MASQ -d 10.99.0.0/16 -j MASQUERADE",
+                                  "-I POSTROUTING 1 -j NETMEND-MASQ"],
+    "our rule plus one of theirs": ["-N NETMEND-MASQ", "-A NETMEND-MASQ -d 10.11.0.0/24 -m comment --comment "
+                                    "'netmend masq_rule: 10.11.0.0/24' -j MASQUERADE",
+                                    "-A NETMEND-MASQ -d 10.99.0.0/16 -j RETURN"],
+    "empty, nothing of ours leads to it": ["-N NETMEND-MASQ"],
+}
+
+
+@pytest.mark.parametrize("family", ["4", "6"])
+@pytest.mark.parametrize("made", sorted(FOREIGN_CHAINS))
+def test_a_chain_that_is_not_ours_is_refused_by_module_and_agent(gke, tmp_path, made, family):
+    """Someone else's NETMEND-MASQ (in nat of either family): present fails naming it, absent and the agent
+    leave it; iptables-save stays byte for byte."""
+    tool = "iptables" if family == "4" else "ip6tables"
+    script = "\n".join(FOREIGN_CHAINS[made]).replace("10.11.0.0/24", VPN if family == "4" else "fd00:11::/64")
+    script = script.replace("10.99.0.0/16", "10.99.0.0/16" if family == "4" else "fd00:99::/64")
+    gke.node.run(["sh", "-ec", "\n".join("%s -w -t nat %s" % (tool, line) for line in script.splitlines())])
+    before = save(gke.node)
+    family_name = "ipv4" if family == "4" else "ipv6"
+    cidrs = [VPN, "fd00:11::/64"]
+
+    present = run_module(gke.node, {"cidrs": cidrs})
+    assert present.get("failed") is True, present
+    assert present["msg"].startswith("%s: chain NETMEND-MASQ exists in the nat table" % family_name), present["msg"]
+    assert save(gke.node) == before
+
+    absent = run_module(gke.node, {"state": "absent"})
+    assert absent.get("failed") is not True and absent["changed"] is False, absent
+    assert any("NETMEND-MASQ exists in the nat table" in warning and warning.endswith("left alone")
+               for warning in absent.get("warnings", [])), absent
+    assert save(gke.node) == before
+
+    lines = run_agent_to_end(gke.node, ["--cidr", VPN, "--cidr", "fd00:11::/64", "--interval", "0.1",
+                                        "--max-iterations", "5"], tmp_path)
+    failures = [line for line in lines if " check failed " in line]
+    assert len(failures) == 1 and "chain NETMEND-MASQ exists in the nat table" in failures[0], lines
+    assert not [line for line in lines if " repaired " in line]
+    assert save(gke.node) == before
+    assert source_seen(gke.pod, gke.vpn) == POD_IP  # nothing of ours was written, in either family
+
+
+@pytest.mark.parametrize("chain", ["IP-MASQ", "KUBE-POSTROUTING", "cali-POSTROUTING", "DOCKER-USER", "CILIUM_POST_nat"])
+def test_reserved_chains_are_refused_before_any_command(gke, chain):
+    before = save(gke.node)
+    result = run_module(gke.node, {"cidrs": [VPN], "chain": chain})
+    assert result.get("failed") is True
+    assert result["msg"].startswith("invalid chain name %r: names starting with" % chain), result["msg"]
+    assert save(gke.node) == before
+    assert source_seen(gke.pod, gke.peer) == POD_IP
+
+
+# --- IPv6 -------------------------------------------------------------------------------------------
+
+def ip6_nat(node):
+    return node.run(["ip6tables-save", "-t", "nat"]).stdout
+
+
+def test_last_ipv6_destination_removed_takes_chain_and_jump_module_and_agent(gke, tmp_path):
+    run_module(gke.node, {"cidrs": [VPN, "fd00:11::/64"]})
+    assert "-A POSTROUTING" in ip6_nat(gke.node) and "-A NETMEND-MASQ -d fd00:11::/64" in ip6_nat(gke.node)
+    result = run_module(gke.node, {"cidrs": [VPN]})
+    assert result["changed"] is True and result["drift"] == ["ipv6: chain NETMEND-MASQ and its jump removed"]
+    assert "NETMEND-MASQ" not in ip6_nat(gke.node)
+    assert "-A NETMEND-MASQ -d 10.11.0.0/24" in gke.node.run(["iptables-save", "-t", "nat"]).stdout
+
+    # The agent: started with an IPv6 range, restarted (the role's next rollout) without it.
+    run_agent_to_end(gke.node, ["--cidr", VPN, "--cidr", "fd00:11::/64", "--interval", "0.1",
+                                "--max-iterations", "2"], tmp_path)
+    assert "-A NETMEND-MASQ -d fd00:11::/64" in ip6_nat(gke.node)
+    assert "-j NETMEND-MASQ" in ip6_nat(gke.node)
+    lines = run_agent_to_end(gke.node, ["--cidr", VPN, "--interval", "0.1", "--max-iterations", "3"], tmp_path)
+    repairs = [line for line in lines if " repaired " in line]
+    assert len(repairs) == 1 and 'family="ipv6"' in repairs[0] and "and its jump removed" in repairs[0], lines
+    assert "NETMEND-MASQ" not in ip6_nat(gke.node)
+    assert source_seen(gke.pod, gke.vpn) == gke.vpn.gateway  # IPv4 untouched
+
+
+IPV6_FORMS = ["::ffff:a00:0/104", "::ffff:10.0.0.0/104", "0:0:0:0:0:ffff:ffff:0/112", "::10.0.0.0/104",
+              "::0.0.0.1/128", "2001:db8:0:0:1:0:0:1/128", "fd00:0:0:1::/64", "64:ff9b::1.2.3.0/120"]
+
+
+def test_network_text_matches_what_ip6tables_prints(gke):
+    """What the core writes for each form is exactly what the kernel's ip6tables-save prints back."""
+    node = gke.node
+    node.iptables("-t", "nat", "-N", "PROBE", family="6")
+    for cidr in IPV6_FORMS:
+        node.iptables("-t", "nat", "-A", "PROBE", "-d", cidr, "-j", "RETURN", family="6")
+    printed = [line.split()[3] for line in ip6_nat(node).splitlines() if line.startswith("-A PROBE ")]
+    assert printed == [masq.network_text(masq.ipaddress.ip_network(cidr)) for cidr in IPV6_FORMS]
+
+
+def test_ipv4_mapped_destination_converges_and_zone_index_is_refused(gke):
+    first = run_module(gke.node, {"cidrs": [VPN, "::ffff:a00:0/104"]})
+    assert first["changed"] is True, first
+    assert first["cidrs"] == [VPN, "::ffff:10.0.0.0/104"]
+    assert "-A NETMEND-MASQ -d ::ffff:10.0.0.0/104" in ip6_nat(gke.node)
+    second = run_module(gke.node, {"cidrs": [VPN, "::ffff:10.0.0.0/104"]})
+    assert second["changed"] is False and second["drift"] == [], second
+
+    before = save(gke.node)
+    refused = run_module(gke.node, {"cidrs": [VPN, "fe80::%eth0/64"]})
+    assert refused.get("failed") is True
+    assert refused["msg"].startswith("invalid CIDR 'fe80::%eth0/64': an IPv6 zone index (%eth0)"), refused["msg"]
+    assert save(gke.node) == before
+
+
+# --- Felix coexistence ----------------------------------------------------------------------------------
+
+FELIX_CHAINS = """*nat
+:cali-POSTROUTING - [0:0]
+:cali-nat-outgoing - [0:0]
+-A cali-POSTROUTING -m comment --comment "cali:Z-c7XtVd2Bq7s_hA" -j cali-nat-outgoing
+-A cali-POSTROUTING -m comment --comment "cali:nYKhEzDlr11Jccal" -m mark --mark 0x10000/0x10000 -j RETURN
+-A cali-nat-outgoing -s 10.244.0.0/16 ! -d 10.244.0.0/16 -m comment --comment "cali:flqWnvo8yq4ULQLa" -j MASQUERADE
+-I POSTROUTING 1 -m comment --comment "cali:O3lYWMrLQYEMJtB5" -j cali-POSTROUTING
+COMMIT
+"""
+FELIX_JUMP = '-m comment --comment "cali:O3lYWMrLQYEMJtB5" -j cali-POSTROUTING'
+# Felix with ChainInsertMode=Insert: every second its jump goes (back) to the top, atomically.
+FELIX_WRITER = """
+import subprocess, sys, time
+payload = "*nat\\n-D POSTROUTING %s\\n-I POSTROUTING 1 %s\\nCOMMIT\\n" % (sys.argv[2], sys.argv[2])
+for _ in range(int(sys.argv[1])):
+    subprocess.run(["iptables-restore", "--noflush", "-w", "5"], input=payload, text=True, check=True)
+    print("reinserted", flush=True)
+    time.sleep(1)
+"""
+
+
+def test_felix_keeping_its_jump_first_causes_no_repair_loop(gke, tmp_path):
+    """A Felix-like writer re-inserts its jump at the top of nat POSTROUTING every second for a minute while
+    our agent (position insert, 0.5 s interval) runs: at most one repair, and the VPN keeps seeing the node."""
+    agent, lines, _reader = start_agent(gke.node, ["--cidr", VPN, "--interval", "0.5", "--max-iterations", "400"],
+                                        tmp_path)
+    felix = None
+    try:
+        wait_for(lambda: any(" repaired " in line for line in lines), 10, lines)
+        applied = len([line for line in lines if " repaired " in line])
+        gke.node.run(["iptables-restore", "--noflush", "-w", "5"], input=FELIX_CHAINS)
+        felix = gke.node.popen([sys.executable, "-u", "-c", FELIX_WRITER, "60", FELIX_JUMP],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        sources = []
+        for _check in range(6):
+            time.sleep(9)
+            sources.append(source_seen(gke.pod, gke.vpn))
+        assert felix.wait(60) == 0
+        assert felix.stdout.read().count("reinserted") == 60
+        repairs = [line for line in lines if " repaired " in line][applied:]
+        assert len(repairs) <= 1, repairs
+        assert sources == [gke.vpn.gateway] * 6
+        postrouting = gke.node.run(["iptables", "-t", "nat", "-S", "POSTROUTING"]).stdout.splitlines()
+        assert postrouting[1].endswith("-j cali-POSTROUTING") and postrouting[2].endswith("-j NETMEND-MASQ")
+        assert source_seen(gke.pod, gke.peer) == POD_IP
+    finally:
+        if felix is not None:
+            gke.netlab.kill(felix)
+        gke.netlab.kill(agent)
