@@ -21,10 +21,10 @@ description:
     changes nothing.
   - A family left without destinations (for example the last IPv6 CIDR removed from O(cidrs)) loses its chain
     and jump in the same run.
-  - Ownership. The chain is this module's only when every rule in it carries the comment
+  - "Ownership. The chain is this module's only when every rule in it carries the comment
     C(netmend masq_rule: ...), or, when it is empty, when a C(POSTROUTING) jump with that comment leads to it.
     An existing chain of that name that is anything else belongs to someone else; O(state=present) fails
-    naming it, and O(state=absent) leaves it alone with a warning. Either way nothing is written.
+    naming it, and O(state=absent) leaves it alone with a warning. Either way nothing is written."
   - Bad input (a misaligned or invalid CIDR, an IPv6 zone index such as C(fe80::%eth0/64), an empty list with
     O(state=present), a chain name iptables would reject or another component reserves) fails before any
     iptables command runs.
@@ -62,7 +62,7 @@ options:
       - Name of the chain in the C(nat) table this module owns.
       - At most 28 characters, no leading C(-) or C(!), no whitespace or quotes, not a builtin chain or target
         name.
-      - Names starting with the prefixes of other node components are refused, in any letter case: C(KUBE-)
+      - Names starting with the prefixes of other node components are refused, in any letter case; C(KUBE-)
         (kube-proxy, kubelet), C(IP-MASQ) (ip-masq-agent), C(CALI-) (Calico Felix), C(CILIUM) (Cilium) and
         C(DOCKER) (Docker).
     type: str

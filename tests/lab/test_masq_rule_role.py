@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from ansible_collections.netmend.k8s.plugins.filter.cidr import cidr_subtract
+from ansible_collections.netmend.k8s.plugins.module_utils import masq
 from ansible_collections.netmend.k8s.plugins.module_utils.kube_lite import KubeClient, KubeError
 
 pytestmark = pytest.mark.cluster
@@ -30,7 +31,8 @@ KUBECONFIG = os.environ.get("NETMEND_LAB_KUBECONFIG", os.path.expanduser("~/.cac
 NAMESPACE = "netmend-masq-test"
 NAME = "netmend-masq-rule"
 VPN = "10.11.0.0/24"
-ORIGINAL_CONFIG = "nonMasqueradeCIDRs:\n  - 10.0.0.0/8\n  - 100.64.0.0/10\nresyncInterval: 30s\n"
+ORIGINAL_CONFIG = ("nonMasqueradeCIDRs:\n  - 10.0.0.0/8\n  - 100.64.0.0/10\nmasqLinkLocalIPv6: true\ncidrLimit: 80\n"
+                   "resyncInterval: 30s\n")
 PLAYBOOK = """
 - name: Apply the masq_rule role
   hosts: localhost
@@ -124,7 +126,7 @@ def test_agent_method_nsenter(api, play, clean_agent):
     assert [t.operator for t in pod.tolerations] == ["Exists"]
     assert ds.status.desired_number_scheduled == ds.status.updated_number_scheduled > 0
     code = api.core.read_namespaced_config_map(NAME + "-code", NAMESPACE).data
-    assert sorted(code) == ["agent.py", "kube_lite.py", "masq.py"]
+    assert sorted(code) == ["agent.py", "kube_lite.py", "masq.py", "masq_agent.py"]
     assert not api.rbac.read_cluster_role(NAME).rules  # the agent needs no API access at all
 
     assert play(agent_vars())["changed"] == 0
@@ -163,7 +165,9 @@ def test_bad_input_writes_nothing(api, play):
     for variables, message in [
         (agent_vars(masq_rule_cidrs=["10.11.0.1/24"]), "misaligned CIDR '10.11.0.1/24'"),
         (agent_vars(masq_rule_cidrs=[]), "masq_rule_cidrs is empty"),
-        (agent_vars(masq_rule_chain="-MASQ"), "invalid masq_rule_chain '-MASQ'"),
+        (agent_vars(masq_rule_chain="-MASQ"), "masq_rule_chain: invalid chain name '-MASQ'"),
+        (agent_vars(masq_rule_chain="IP-MASQ-AGENT"), "masq_rule_chain: invalid chain name 'IP-MASQ-AGENT'"),
+        (agent_vars(masq_rule_cidrs=["fe80::%eth0/64"]), "invalid CIDR 'fe80::%eth0/64'"),
     ]:
         assert message in play(variables, expect_failure=True)["text"]
     assert agent_objects_gone(api)
@@ -206,8 +210,9 @@ def test_ip_masq_agent_method_edits_and_restores_the_configmap(api, play, ip_mas
     assert "WARNING: masq_rule_cidrs 10.4.0.0/24 overlap the cluster's pod or service" in applied["text"]
     configmap = api.core.read_namespaced_config_map("ip-masq-agent", "kube-system")
     config = yaml.safe_load(configmap.data["config"])
+    # Only the list is ours to change: the user's other keys stay as they were.
     assert config == {"nonMasqueradeCIDRs": cidr_subtract(["10.0.0.0/8", "100.64.0.0/10"], [VPN, "10.4.0.0/24"]),
-                      "masqLinkLocal": False, "resyncInterval": "60s"}
+                      "masqLinkLocalIPv6": True, "cidrLimit": 80, "resyncInterval": "30s"}
     assert "10.11.0.0/24" not in config["nonMasqueradeCIDRs"] and "100.64.0.0/10" in config["nonMasqueradeCIDRs"]
     assert configmap.metadata.annotations["netmend.io/masq-rule-original-config"] == ORIGINAL_CONFIG
 
@@ -241,3 +246,94 @@ def test_ip_masq_agent_method_creates_then_deletes_the_configmap(api, play):
     finally:
         if not missing(api.core.read_namespaced_config_map, "ip-masq-agent", "kube-system"):
             api.core.delete_namespaced_config_map("ip-masq-agent", "kube-system")
+
+
+def test_ip_masq_agent_method_keys_given_win_and_too_many_cidrs_write_nothing(api, play, ip_masq_configmap):
+    variables = {"masq_rule_method": "ip_masq_agent", "masq_rule_cidrs": [VPN], "masq_rule_masq_link_local": True,
+                 "masq_rule_resync_interval": "90s"}
+    assert play(variables)["changed"] > 0
+    config = yaml.safe_load(api.core.read_namespaced_config_map("ip-masq-agent", "kube-system").data["config"])
+    assert config == {"nonMasqueradeCIDRs": cidr_subtract(["10.0.0.0/8", "100.64.0.0/10"], [VPN]),
+                      "masqLinkLocalIPv6": True, "cidrLimit": 80, "resyncInterval": "90s", "masqLinkLocal": True}
+    assert play(variables)["changed"] == 0
+    written = api.core.read_namespaced_config_map("ip-masq-agent", "kube-system").metadata.resource_version
+
+    # Scattered /32s cut 10.0.0.0/8 into many pieces: more than the ConfigMap's cidrLimit of 80.
+    scattered = ["10.%d.0.1/32" % (index * 60) for index in range(4)]
+    pieces = cidr_subtract(["10.0.0.0/8", "100.64.0.0/10"], scattered)
+    assert len(pieces) > 80
+    failed = play(dict(variables, masq_rule_cidrs=scattered), expect_failure=True)
+    assert ("the computed nonMasqueradeCIDRs has %d CIDRs, more than ip-masq-agent's limit of 80 (cidrLimit in the "
+            "ConfigMap)" % len(pieces)) in failed["text"]
+    assert api.core.read_namespaced_config_map("ip-masq-agent", "kube-system").metadata.resource_version == written
+
+
+def test_ip_masq_agent_method_default_limit_is_64(api, play):
+    scattered = ["10.%d.0.1/32" % (index * 50) for index in range(4)]
+    pieces = cidr_subtract(["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"], scattered)
+    assert len(pieces) > 64
+    failed = play({"masq_rule_method": "ip_masq_agent", "masq_rule_cidrs": scattered}, expect_failure=True)
+    assert "has %d CIDRs, more than ip-masq-agent's limit of 64:" % len(pieces) in failed["text"]
+    assert missing(api.core.read_namespaced_config_map, "ip-masq-agent", "kube-system")
+
+
+RESERVED_NAMES_PLAY = """
+- name: Run the role's preflight once per chain name
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  vars:
+    outcomes: {}
+  tasks:
+    - name: Preflight one name
+      ansible.builtin.include_tasks: one.yml
+      loop: "{{ names }}"
+      loop_control:
+        loop_var: chain_name
+    - name: Write what the preflight said
+      ansible.builtin.copy:
+        content: "{{ outcomes | to_json }}"
+        dest: "{{ out }}"
+        mode: "0600"
+"""
+RESERVED_NAMES_ONE = """
+- name: Preflight with one chain name
+  block:
+    - name: Include the preflight
+      ansible.builtin.include_role:
+        name: netmend.k8s.masq_rule
+        tasks_from: preflight
+      vars:
+        masq_rule_chain: "{{ chain_name }}"
+        masq_rule_cidrs: [10.11.0.0/24]
+    - name: Accepted
+      ansible.builtin.set_fact:
+        outcomes: "{{ outcomes | combine({chain_name: ''}) }}"
+  rescue:
+    - name: Refused
+      ansible.builtin.set_fact:
+        outcomes: "{{ outcomes | combine({chain_name: ansible_failed_result.msg}) }}"
+"""
+
+
+def core_refused_names():
+    """Every builtin name the core refuses, each reserved prefix in three spellings, and each syntax rule."""
+    names = sorted(masq.RESERVED_CHAIN_NAMES) + ["masquerade", "Return"]
+    for prefix, _owner in masq.RESERVED_CHAIN_PREFIXES:
+        names += [prefix, prefix + "X1", prefix.lower() + "mine"]
+    return names + ["A" * 29, "-MASQ", "!MASQ", "MY CHAIN", 'MY"CHAIN', "MY'CHAIN", "MY#CHAIN", "MY\\CHAIN", "MASQ-\u00e9"]
+
+
+def test_role_preflight_refuses_every_name_the_core_refuses(run_playbook, tmp_path):
+    refused = core_refused_names()
+    accepted = ["NETMEND-MASQ", "A" * 28, "vpn_masq.1", "KUBEX", "MY-KUBE-MASQ", "CALICO", "IPMASQ"]
+    assert all(masq.chain_error(name) for name in refused) and not any(masq.chain_error(name) for name in accepted)
+    (tmp_path / "one.yml").write_text(RESERVED_NAMES_ONE)
+    (tmp_path / "play.yml").write_text(RESERVED_NAMES_PLAY)
+    out = tmp_path / "outcomes.json"
+    done = run_playbook(str(tmp_path / "play.yml"), {"names": refused + accepted, "out": str(out)})
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    outcomes = json.loads(out.read_text())
+    assert {name: outcomes[name] for name in refused} == {
+        name: "masq_rule_chain: " + masq.chain_error(name) for name in refused}
+    assert {name: outcomes[name] for name in accepted} == {name: "" for name in accepted}
