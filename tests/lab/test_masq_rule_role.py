@@ -283,6 +283,7 @@ RESERVED_NAMES_PLAY = """
   connection: local
   gather_facts: false
   vars:
+    ansible_python_interpreter: "{{ ansible_playbook_python }}"
     outcomes: {}
   tasks:
     - name: Preflight one name
