@@ -100,7 +100,7 @@ def parse_cidr(value):
     text = str(value).strip()
     if "%" in text:
         raise MasqError("invalid CIDR %r: an IPv6 zone index (%s) names a link, and iptables matches "
-                        "addresses only" % (value, text[text.index("%"):].split("/")[0]))
+                        "addresses only" % (value, text[text.index("%"):].split("/", maxsplit=1)[0]))
     try:
         return ipaddress.ip_network(text, strict=True)
     except ValueError as exc:
@@ -129,7 +129,7 @@ def network_text(network):
         packed = network.network_address.packed
         return "::%s%s/%d" % ("ffff:" if zero_run == 5 else "", ipaddress.IPv4Address(packed[12:]),
                               network.prefixlen)
-    return "%s/%d" % (network.network_address.compressed.split("%")[0], network.prefixlen)
+    return "%s/%d" % (network.network_address.compressed, network.prefixlen)
 
 
 def normalise_cidrs(values):
