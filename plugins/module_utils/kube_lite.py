@@ -241,6 +241,7 @@ def evict_in_turn(client, pods, timeout, sleep, clock, report):
         report(outcome, pod)
     return outcomes
 
+
 def pods_path(namespace=None):
     """The pods collection, cluster-wide or in one namespace."""
     if namespace:

@@ -45,8 +45,45 @@ options:
       - Seconds to wait for an evicted pod to go before evicting the next one.
     type: int
     default: 120
+  kubeconfig:
+    description:
+      - Path to a kubeconfig file, or its content as a dictionary.
+      - When omitted, C(K8S_AUTH_KUBECONFIG), then C(KUBECONFIG), then C(~/.kube/config), then the pod's service account,
+        as for C(kubernetes.core) modules.
+    type: raw
+  context:
+    description:
+      - The kubeconfig context to use; C(K8S_AUTH_CONTEXT) when omitted.
+    type: str
+  host:
+    description:
+      - URL of the API server; C(K8S_AUTH_HOST) when omitted.
+    type: str
+  api_key:
+    description:
+      - Bearer token; C(K8S_AUTH_API_KEY) when omitted.
+    type: str
+  validate_certs:
+    description:
+      - Verify the API server's certificate; C(K8S_AUTH_VERIFY_SSL) when omitted.
+    type: bool
+    aliases: [verify_ssl]
+  ca_cert:
+    description:
+      - CA certificate of the API server; C(K8S_AUTH_SSL_CA_CERT) when omitted.
+    type: path
+    aliases: [ssl_ca_cert]
+  client_cert:
+    description:
+      - Client certificate; C(K8S_AUTH_CERT_FILE) when omitted.
+    type: path
+    aliases: [cert_file]
+  client_key:
+    description:
+      - Client key; C(K8S_AUTH_KEY_FILE) when omitted.
+    type: path
+    aliases: [key_file]
 extends_documentation_fragment:
-  - kubernetes.core.k8s_auth_options
   - netmend.k8s.attributes
 attributes:
   check_mode:
@@ -132,12 +169,10 @@ from ansible_collections.netmend.k8s.plugins.module_utils.mtu import VETH_PREFIX
 from ansible_collections.netmend.k8s.plugins.module_utils.mtu_agent import stale_pods
 
 try:
-    from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC
     from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
     from ansible_collections.kubernetes.core.plugins.module_utils.k8s.exceptions import CoreException
     from kubernetes.client.rest import ApiException
 except ImportError as import_error:
-    AUTH_ARG_SPEC = {}
     K8S_IMPORT_ERROR = import_error
 else:
     K8S_IMPORT_ERROR = None
@@ -149,7 +184,19 @@ ARGUMENT_SPEC = dict(
     veth_prefix=dict(type="str", default=VETH_PREFIX),
     eviction_timeout=dict(type="int", default=120),
 )
-ARGUMENT_SPEC.update(AUTH_ARG_SPEC)
+# The connection options of kubernetes.core modules that a controller-side eviction needs; the
+# K8S_AUTH_* environment variables fill them as for kubernetes.core (get_api_client reads them).
+AUTH_SPEC = dict(
+    kubeconfig=dict(type="raw", no_log=True),
+    context=dict(type="str"),
+    host=dict(type="str"),
+    api_key=dict(type="str", no_log=True),
+    validate_certs=dict(type="bool", aliases=["verify_ssl"]),
+    ca_cert=dict(type="path", aliases=["ssl_ca_cert"]),
+    client_cert=dict(type="path", aliases=["cert_file"]),
+    client_key=dict(type="path", aliases=["key_file"]),
+)
+ARGUMENT_SPEC.update(AUTH_SPEC)
 REPORTED_KEYS = ("namespace", "name", "interface", "interface_mtu")
 
 
@@ -203,7 +250,7 @@ def main():
     if K8S_IMPORT_ERROR is not None:
         module.fail_json(msg=missing_required_lib("kubernetes and the kubernetes.core collection"),
                          exception=str(K8S_IMPORT_ERROR))
-    auth = {key: module.params[key] for key in AUTH_ARG_SPEC}
+    auth = {key: module.params[key] for key in AUTH_SPEC}
     try:
         client = ControllerClient(get_api_client(**auth).client.client)
     except CoreException as exc:

@@ -301,8 +301,8 @@ def test_invalid_prometheus_config_fails_before_anything_is_applied(run_playbook
         client.CoreV1Api(kube_admin).read_namespace(namespace + "-prom")
 
 
-def test_foreign_prometheus_namespace_survives_present_and_absent(run_playbook, kube_admin, namespace, felix,
-                                                                 foreign_namespace):
+def test_foreign_prometheus_namespace_survives_present_and_absent(
+        run_playbook, kube_admin, namespace, felix, foreign_namespace):
     """A namespace of the Prometheus's name that someone else made: a default run (no Prometheus) used to
     delete it; now every run leaves it, its labels and its ConfigMap alone and says so."""
     from kubernetes import client

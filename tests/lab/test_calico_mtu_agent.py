@@ -168,8 +168,8 @@ def test_agent_rbac_is_least_privilege(kube_admin, namespace, agent_account, age
     assert core.read_namespaced_pod("target-0", namespace).metadata.name == "target-0"
 
 
-def test_eviction_with_the_old_uid_spares_a_pod_recreated_under_the_same_name(kube_admin, namespace, agent_account,
-                                                                             agent_env):
+def test_eviction_with_the_old_uid_spares_a_pod_recreated_under_the_same_name(
+        kube_admin, namespace, agent_account, agent_env):
     """A StatefulSet pod deleted and recreated between our list and our eviction is another pod: the API
     server refuses the eviction on the UID precondition and the new pod keeps running."""
     from kubernetes import client
