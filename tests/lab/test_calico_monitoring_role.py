@@ -312,11 +312,22 @@ def test_foreign_prometheus_namespace_survives_present_and_absent(
     prom_ns = namespace + "-prom"
     check = foreign_namespace(prom_ns)
     params = role_vars(felix, calico_monitoring_calico_namespace=namespace, calico_monitoring_prometheus_namespace=prom_ns)
-    apps = client.AppsV1Api(kube_admin)
+    apps, core = client.AppsV1Api(kube_admin), client.CoreV1Api(kube_admin)
+    # the Service Calico's docs tell users to create by hand, under the name the role uses
+    core.create_namespaced_service(namespace, {
+        "metadata": {"name": "felix-metrics-svc", "labels": {"team": "theirs"}},
+        "spec": {"selector": {"k8s-app": "calico-node"}, "ports": [{"port": 9091, "targetPort": 9091}]}})
+    theirs = core.read_namespaced_service("felix-metrics-svc", namespace).metadata
+
+    def check_service():
+        now = core.read_namespaced_service("felix-metrics-svc", namespace).metadata
+        assert (now.uid, now.labels, now.annotations) == (theirs.uid, theirs.labels, theirs.annotations)
 
     default = run_playbook(PLAY, extra_vars=params)
     assert default.returncode == 0, default.stdout
     check()
+    check_service()
+    assert services(kube_admin, namespace) == {"felix-metrics-svc": 9091, "kube-controllers-metrics-svc": 9094}
     assert "Namespace %s exists but was not created by %s" % (prom_ns, MANAGER) in " ".join(default.stdout.split())
 
     with_prometheus = run_playbook(PLAY, extra_vars=dict(params, calico_monitoring_prometheus=True))
@@ -337,3 +348,5 @@ def test_foreign_prometheus_namespace_survives_present_and_absent(
     again = run_playbook(PLAY, extra_vars=dict(params, calico_monitoring_state="absent"))
     assert again.returncode == 0 and again.recap["changed"] == 0, again.stdout
     check()
+    check_service()
+    assert services(kube_admin, namespace) == {"felix-metrics-svc": 9091}
