@@ -201,19 +201,17 @@ REPORTED_KEYS = ("namespace", "name", "interface", "interface_mtu")
 
 
 class ControllerClient(KubeClient):
-    """kube_lite's calls over the kubernetes client, so the controller's credentials (kubeconfig,
+    """kube_lite's calls over the kubernetes dynamic client, so the controller's credentials (kubeconfig,
     K8S_AUTH_*, exec plugins, client certificates, proxies) work as for kubernetes.core."""
 
-    def __init__(self, api_client):  # pylint: disable=super-init-not-called
-        self.api = api_client
-        self.host = api_client.configuration.host
+    def __init__(self, dynamic_client):  # pylint: disable=super-init-not-called
+        self.api = dynamic_client
+        self.host = dynamic_client.configuration.host
 
     def request(self, method, path, query=None, body=None):
         try:
-            response = self.api.call_api(
-                path, method, query_params=list((query or {}).items()), body=body,
-                header_params={"Accept": "application/json", "Content-Type": "application/json"},
-                auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True)
+            response = self.api.request(method, path, body=body, query_params=list((query or {}).items()),
+                                        serialize=False)
         except ApiException as exc:
             status = exc.status or 0
             raise KubeError("%s %s: %s %s" % (method, path, status, exc.reason), status=status) from None
@@ -252,7 +250,7 @@ def main():
                          exception=str(K8S_IMPORT_ERROR))
     auth = {key: module.params[key] for key in AUTH_SPEC}
     try:
-        client = ControllerClient(get_api_client(**auth).client.client)
+        client = ControllerClient(get_api_client(**auth).client)
     except CoreException as exc:
         module.fail_json(msg=str(exc), node=module.params["node"])
     try:
