@@ -317,7 +317,7 @@ def test_host_delivery_evicts_only_wrong_mtu_pods(run_playbook, kube_admin, name
     remaining = {p.metadata.name for p in core.list_namespaced_pod(namespace).items if not p.metadata.deletion_timestamp}
     assert set(right) <= remaining and not set(wrong) & remaining, (wrong, remaining)
     assert "guarded" in remaining  # refused by its budget: warned about, never forced
-    assert "Eviction of pod %s/guarded refused by a PodDisruptionBudget" % namespace in " ".join(first.stdout.split())
+    assert "Eviction of pod %s/guarded refused by a PodDisruptionBudget" % namespace in " ".join(first.stderr.split())
     assert not client.CoreV1Api(kube_admin).read_node("kwok-node-0").spec.unschedulable
 
     second = run_playbook(HOST_PLAY % conflist, inventory=str(inventory))
