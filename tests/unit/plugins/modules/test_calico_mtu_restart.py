@@ -43,4 +43,4 @@ def test_run_module(pods, refused, reported, check_mode, asked, evicted, blocked
     assert [p["name"] for p in result["blocked"]] == blocked
     assert result["changed"] is changed
     assert client.calls[0] == ("list", "/api/v1/pods", {"fieldSelector": "spec.nodeName=node-a"})
-    assert [name for _, name in evictions(client)] == asked
+    assert [call[1] for call in evictions(client)] == asked
