@@ -85,7 +85,7 @@ bench: sysdeps venv collection ## every benchmark: figures and ratios, each meas
 
 site: venv collection ## the main job against the lab cluster
 	lab/cluster.sh up
-	$(BIN)/ansible-playbook -i localhost, playbooks/site.yml
+	$(BIN)/ansible-playbook -i localhost, playbooks/site.yml -e @playbooks/vars/lab.yml
 
 test: sysdeps venv collection ## everything, from nothing: CI runs this
 	rm -rf $(BUILD)/junit

@@ -192,3 +192,41 @@ def run_playbook(ansible_env, tmp_path):
         return done
 
     return run
+
+
+@pytest.fixture
+def foreign_namespace(kube_admin):
+    """foreign_namespace(name) -> check(): a namespace someone else made, with a ConfigMap in it.
+
+    ``check()`` asserts it still exists with exactly its own labels and annotations and its ConfigMap
+    unchanged. The namespaces are deleted after the test.
+    """
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    core = client.CoreV1Api(kube_admin)
+    made = []
+
+    def make(name):
+        core.create_namespace({"metadata": {"name": name, "labels": {"team": "theirs"},
+                                            "annotations": {"owner": "someone else"}}})
+        made.append(name)
+        core.create_namespaced_config_map(name, {"metadata": {"name": "precious"}, "data": {"keep": "me"}})
+        before = core.read_namespace(name).metadata
+
+        def check():
+            after = core.read_namespace(name).metadata
+            assert after.deletion_timestamp is None, "namespace %s is being deleted" % name
+            assert after.uid == before.uid, "namespace %s was recreated" % name
+            assert after.labels == before.labels, (name, after.labels)
+            assert after.annotations == before.annotations, (name, after.annotations)
+            assert core.read_namespaced_config_map("precious", name).data == {"keep": "me"}
+
+        return check
+
+    yield make
+    for name in made:
+        try:
+            core.delete_namespace(name)
+        except ApiException as exc:
+            assert exc.status == 404

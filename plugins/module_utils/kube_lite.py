@@ -19,6 +19,12 @@ import urllib.request
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
+# Outcomes of an eviction.
+EVICTED = "evicted"
+BLOCKED = "blocked"  # a PodDisruptionBudget refuses it now
+GONE = "gone"  # that pod no longer exists
+STILL_TERMINATING = "still terminating"  # evicted, but not gone within the wait
+
 
 class KubeError(Exception):
     """An API call failed; ``status`` is the HTTP status (0 when no answer came)."""
@@ -163,28 +169,77 @@ class KubeClient:
                                     body=status)
                 yield event
 
-    def evict(self, namespace, name, dry_run=False):
+    def evict(self, namespace, name, uid=None, dry_run=False):
         """Ask for an eviction, so PodDisruptionBudgets are honoured.
 
-        Returns True when the pod is being evicted (or is already gone), False
-        when a disruption budget refuses it now (HTTP 429): the caller retries later.
+        With ``uid`` the eviction carries it as a precondition: a pod recreated under
+        the same name (a StatefulSet's) is another pod and is not evicted. Returns
+        EVICTED when the pod is being evicted, BLOCKED when a disruption budget
+        refuses it now (HTTP 429; the caller retries later, never forces), GONE when
+        that pod no longer exists (404, or 409 because the name now holds another pod).
         """
         body = {
             "apiVersion": "policy/v1",
             "kind": "Eviction",
             "metadata": {"name": name, "namespace": namespace},
         }
+        options = {}
+        if uid:
+            options["preconditions"] = {"uid": uid}
         if dry_run:
-            body["deleteOptions"] = {"dryRun": ["All"]}
+            options["dryRun"] = ["All"]
+        if options:
+            body["deleteOptions"] = options
         try:
-            self.request("POST", "/api/v1/namespaces/%s/pods/%s/eviction" % (namespace, name), body=body)
+            self.request("POST", "%s/%s/eviction" % (pods_path(namespace), name), body=body)
         except KubeError as exc:
             if exc.status == 429:
-                return False
-            if exc.status == 404:
-                return True
+                return BLOCKED
+            if exc.status == 404 or (uid and exc.status == 409):
+                return GONE
             raise
-        return True
+        return EVICTED
+
+    def wait_pod_gone(self, namespace, name, uid, timeout, sleep, clock):
+        """Wait until the pod with this uid no longer exists.
+
+        ``sleep(seconds)`` returns True when the caller is stopping. False on timeout or stop.
+        """
+        deadline = clock() + timeout
+        while clock() < deadline:
+            try:
+                pod = self.get("%s/%s" % (pods_path(namespace), name))
+            except KubeError as exc:
+                if exc.status == 404:
+                    return True
+                raise
+            if (pod.get("metadata") or {}).get("uid") != uid:
+                return True  # a new pod under the same name (StatefulSet)
+            if sleep(0.5):
+                return False
+        return False
+
+
+def evict_in_turn(client, pods, timeout, sleep, clock, report):
+    """Evict ``pods`` (dicts with namespace, name, uid) one at a time, waiting for each to go.
+
+    One at a time so a workload never loses more than one pod to us at once, and by
+    eviction so PodDisruptionBudgets hold. ``report(outcome, pod)`` is called once per
+    pod with EVICTED, BLOCKED, GONE or STILL_TERMINATING. ``sleep(seconds)`` returns
+    True when the caller is stopping; the pods not reached then are left out.
+    Returns ``{outcome: [pod, ...]}``.
+    """
+    outcomes = {EVICTED: [], BLOCKED: [], GONE: [], STILL_TERMINATING: []}
+    for pod in pods:
+        if sleep(0):
+            break
+        outcome = client.evict(pod["namespace"], pod["name"], uid=pod["uid"])
+        if outcome == EVICTED and not client.wait_pod_gone(pod["namespace"], pod["name"], pod["uid"],
+                                                           timeout, sleep, clock):
+            outcome = STILL_TERMINATING
+        outcomes[outcome].append(pod)
+        report(outcome, pod)
+    return outcomes
 
 
 def pods_path(namespace=None):

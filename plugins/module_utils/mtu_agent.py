@@ -21,7 +21,15 @@ import os
 import time
 
 from ansible_collections.netmend.k8s.plugins.module_utils.agent import Stopper, log, node_name, run_every
-from ansible_collections.netmend.k8s.plugins.module_utils.kube_lite import KubeClient, KubeError, pods_path
+from ansible_collections.netmend.k8s.plugins.module_utils.kube_lite import (
+    BLOCKED,
+    GONE,
+    STILL_TERMINATING,
+    KubeClient,
+    KubeError,
+    evict_in_turn,
+    pods_path,
+)
 from ansible_collections.netmend.k8s.plugins.module_utils.mtu import (
     DEFAULT_CONFLIST,
     ENCAPSULATIONS,
@@ -106,64 +114,64 @@ class MtuAgent:
                 or now >= self.next_pod_check)
 
     def stale_pods(self, mtu):
-        """``[(namespace, name, uid, interface, interface_mtu)]`` of this node's pods with another MTU."""
+        """This node's pods whose interface has another MTU (see ``stale_pods``)."""
         answer = self.client.list(pods_path(), fieldSelector="spec.nodeName=%s" % self.node)
-        stale = []
-        for pod in answer["items"]:
-            meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
-            namespace, name = meta.get("namespace"), meta.get("name")
-            if not self._restartable(pod, meta, spec):
-                continue
-            interface = veth_name(namespace, name, self.options.veth_prefix)
-            current = interface_mtu(interface, self.options.sys_root)
-            if current is not None and current != mtu:
-                stale.append((namespace, name, meta.get("uid"), interface, current))
-        return stale
-
-    def _restartable(self, pod, meta, spec):
-        if spec.get("hostNetwork"):
-            return False  # shares the host's interfaces: no veth of its own
-        if (meta.get("namespace"), meta.get("name")) == self.own_pod:
-            return False
-        if (meta.get("labels") or {}).get(CALICO_NODE_LABEL[0]) == CALICO_NODE_LABEL[1]:
-            return False
-        if MIRROR_ANNOTATION in (meta.get("annotations") or {}):
-            return False  # static pods cannot be evicted through the API
-        if meta.get("deletionTimestamp"):
-            return False  # already going
-        return (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+        return stale_pods(answer["items"], lambda name: interface_mtu(name, self.options.sys_root), mtu,
+                          self.options.veth_prefix, self.own_pod)
 
     def restart_stale_pods(self, mtu):
-        pending = set()
-        for namespace, name, uid, interface, current in self.stale_pods(mtu):
-            if self.stopper.stopped:
-                break
-            if not self.client.evict(namespace, name):
-                pending.add((namespace, name))
-                log(FIX, "eviction refused by a PodDisruptionBudget, will retry", namespace=namespace, pod=name,
-                    interface=interface, interface_mtu=current, mtu=mtu)
-                continue
-            log(FIX, "evicted pod", namespace=namespace, pod=name, interface=interface, interface_mtu=current, mtu=mtu)
-            if not self._wait_gone(namespace, name, uid):
-                log(FIX, "evicted pod still terminating, going on", namespace=namespace, pod=name,
-                    waited=self.options.eviction_timeout)
-        self.pending = pending
+        def report(outcome, pod):
+            fields = dict(namespace=pod["namespace"], pod=pod["name"], interface=pod["interface"],
+                          interface_mtu=pod["interface_mtu"], mtu=mtu)
+            if outcome == BLOCKED:
+                log(FIX, "eviction refused by a PodDisruptionBudget, will retry", **fields)
+            elif outcome == GONE:
+                log(FIX, "pod already replaced, not evicted", **fields)
+            else:
+                log(FIX, "evicted pod", **fields)
+                if outcome == STILL_TERMINATING:
+                    log(FIX, "evicted pod still terminating, going on", namespace=pod["namespace"], pod=pod["name"],
+                        waited=self.options.eviction_timeout)
 
-    def _wait_gone(self, namespace, name, uid):
-        """Wait until the pod with this uid no longer exists; False on timeout or stop."""
-        deadline = self.clock() + self.options.eviction_timeout
-        while self.clock() < deadline:
-            try:
-                pod = self.client.get("%s/%s" % (pods_path(namespace), name))
-            except KubeError as exc:
-                if exc.status == 404:
-                    return True
-                raise
-            if (pod.get("metadata") or {}).get("uid") != uid:
-                return True  # a new pod under the same name (StatefulSet)
-            if self.stopper.sleep(0.5):
-                return False
+        outcomes = evict_in_turn(self.client, self.stale_pods(mtu), self.options.eviction_timeout,
+                                 self.stopper.sleep, self.clock, report)
+        self.pending = {(pod["namespace"], pod["name"]) for pod in outcomes[BLOCKED]}
+
+
+def restartable(pod, own_pod=(None, None)):
+    """Whether restarting ``pod`` could give it a new interface: not host-network, not calico-node,
+    not a static pod, not the caller itself, not already going or finished."""
+    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    if spec.get("hostNetwork"):
+        return False  # shares the host's interfaces: no veth of its own
+    if (meta.get("namespace"), meta.get("name")) == tuple(own_pod):
         return False
+    if (meta.get("labels") or {}).get(CALICO_NODE_LABEL[0]) == CALICO_NODE_LABEL[1]:
+        return False
+    if MIRROR_ANNOTATION in (meta.get("annotations") or {}):
+        return False  # static pods cannot be evicted through the API
+    if meta.get("deletionTimestamp"):
+        return False  # already going
+    return (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+
+
+def stale_pods(pods, interface_mtu_of, mtu, veth_prefix=VETH_PREFIX, own_pod=(None, None)):
+    """The restartable ``pods`` (one node's) whose host-side veth has an MTU other than ``mtu``.
+
+    ``interface_mtu_of(name)`` gives an interface's MTU, or None when the node has no such
+    interface. Returns dicts: namespace, name, uid, interface, interface_mtu.
+    """
+    stale = []
+    for pod in pods:
+        if not restartable(pod, own_pod):
+            continue
+        meta = pod["metadata"]
+        interface = veth_name(meta["namespace"], meta["name"], veth_prefix)
+        current = interface_mtu_of(interface)
+        if current is not None and current != mtu:
+            stale.append({"namespace": meta["namespace"], "name": meta["name"], "uid": meta.get("uid"),
+                          "interface": interface, "interface_mtu": current})
+    return stale
 
 
 def agent_main(argv):

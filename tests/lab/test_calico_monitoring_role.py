@@ -299,3 +299,54 @@ def test_invalid_prometheus_config_fails_before_anything_is_applied(run_playbook
     assert services(kube_admin, namespace) == {}
     with pytest.raises(ApiException):
         client.CoreV1Api(kube_admin).read_namespace(namespace + "-prom")
+
+
+def test_foreign_prometheus_namespace_survives_present_and_absent(
+        run_playbook, kube_admin, namespace, felix, foreign_namespace):
+    """A namespace of the Prometheus's name that someone else made: a default run (no Prometheus) used to
+    delete it; now every run leaves it, its labels and its ConfigMap alone and says so."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    prepare(run_playbook, namespace)
+    prom_ns = namespace + "-prom"
+    check = foreign_namespace(prom_ns)
+    params = role_vars(felix, calico_monitoring_calico_namespace=namespace, calico_monitoring_prometheus_namespace=prom_ns)
+    apps, core = client.AppsV1Api(kube_admin), client.CoreV1Api(kube_admin)
+    # the Service Calico's docs tell users to create by hand, under the name the role uses
+    core.create_namespaced_service(namespace, {
+        "metadata": {"name": "felix-metrics-svc", "labels": {"team": "theirs"}},
+        "spec": {"selector": {"k8s-app": "calico-node"}, "ports": [{"port": 9091, "targetPort": 9091}]}})
+    theirs = core.read_namespaced_service("felix-metrics-svc", namespace).metadata
+
+    def check_service():
+        now = core.read_namespaced_service("felix-metrics-svc", namespace).metadata
+        assert (now.uid, now.labels, now.annotations) == (theirs.uid, theirs.labels, theirs.annotations)
+
+    default = run_playbook(PLAY, extra_vars=params)
+    assert default.returncode == 0, default.stdout
+    check()
+    check_service()
+    assert services(kube_admin, namespace) == {"felix-metrics-svc": 9091, "kube-controllers-metrics-svc": 9094}
+    assert "Namespace %s exists but was not created by %s" % (prom_ns, MANAGER) in " ".join(default.stdout.split())
+
+    with_prometheus = run_playbook(PLAY, extra_vars=dict(params, calico_monitoring_prometheus=True))
+    assert with_prometheus.returncode == 0, with_prometheus.stdout
+    check()  # no Pod Security labels forced onto it
+    assert apps.read_namespaced_deployment(PROMETHEUS, prom_ns).metadata.annotations[
+        "netmend.io/owned-by"] == MANAGER
+
+    gone = run_playbook(PLAY, extra_vars=dict(params, calico_monitoring_prometheus=True, calico_monitoring_state="absent"))
+    assert gone.returncode == 0, gone.stdout
+    check()
+    for read in (lambda: apps.read_namespaced_deployment(PROMETHEUS, prom_ns),
+                 lambda: client.CoreV1Api(kube_admin).read_namespaced_config_map(PROMETHEUS, prom_ns),
+                 lambda: client.RbacAuthorizationV1Api(kube_admin).read_cluster_role(PROMETHEUS)):
+        with pytest.raises(ApiException) as missing:
+            read()
+        assert missing.value.status == 404
+    again = run_playbook(PLAY, extra_vars=dict(params, calico_monitoring_state="absent"))
+    assert again.returncode == 0 and again.recap["changed"] == 0, again.stdout
+    check()
+    check_service()
+    assert services(kube_admin, namespace) == {"felix-metrics-svc": 9091}

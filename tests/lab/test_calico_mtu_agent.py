@@ -19,7 +19,7 @@ import time
 import pytest
 import yaml
 
-from ansible_collections.netmend.k8s.plugins.module_utils.kube_lite import KubeClient, KubeError, pods_path
+from ansible_collections.netmend.k8s.plugins.module_utils.kube_lite import EVICTED, GONE, KubeClient, KubeError, pods_path
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NODE = "kwok-node-0"
@@ -149,7 +149,7 @@ def test_agent_rbac_is_least_privilege(kube_admin, namespace, agent_account, age
     assert "target-0" in {p["metadata"]["name"] for p in listed["items"]}
     version = listed["metadata"]["resourceVersion"]
     assert list(agent.watch(pods_path(namespace), version, timeout_seconds=1)) is not None
-    assert agent.evict(namespace, "target-0", dry_run=True) is True
+    assert agent.evict(namespace, "target-0", dry_run=True) == EVICTED
     assert core.read_namespaced_pod("target-0", namespace).metadata.deletion_timestamp is None
 
     # refused: everything else
@@ -166,3 +166,35 @@ def test_agent_rbac_is_least_privilege(kube_admin, namespace, agent_account, age
             agent.request(method, path, body=body)
         assert denied.value.status == 403, (method, path, str(denied.value))
     assert core.read_namespaced_pod("target-0", namespace).metadata.name == "target-0"
+
+
+def test_eviction_with_the_old_uid_spares_a_pod_recreated_under_the_same_name(
+        kube_admin, namespace, agent_account, agent_env):
+    """A StatefulSet pod deleted and recreated between our list and our eviction is another pod: the API
+    server refuses the eviction on the UID precondition and the new pod keeps running."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(kube_admin)
+    core.create_namespaced_pod(namespace, make_pod("db-0"))
+    wait_running(core, namespace, ["db-0"])
+    old_uid = core.read_namespaced_pod("db-0", namespace).metadata.uid
+    core.delete_namespaced_pod("db-0", namespace, grace_period_seconds=0)
+    deadline = time.monotonic() + 30
+    while any(p.metadata.name == "db-0" for p in core.list_namespaced_pod(namespace).items):
+        assert time.monotonic() < deadline, "db-0 was not deleted"
+        time.sleep(0.2)
+    core.create_namespaced_pod(namespace, make_pod("db-0"))
+    wait_running(core, namespace, ["db-0"])
+    new_uid = core.read_namespaced_pod("db-0", namespace).metadata.uid
+    assert new_uid != old_uid
+
+    agent = KubeClient.from_environment(agent_env(namespace, agent_account))
+    with pytest.raises(KubeError) as refused:
+        agent.request("POST", pods_path(namespace) + "/db-0/eviction", body={
+            "apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "db-0", "namespace": namespace},
+            "deleteOptions": {"preconditions": {"uid": old_uid}}})
+    assert refused.value.status == 409, str(refused.value)
+    assert agent.evict(namespace, "db-0", uid=old_uid) == GONE
+    survivor = core.read_namespaced_pod("db-0", namespace)
+    assert survivor.metadata.uid == new_uid and survivor.metadata.deletion_timestamp is None
+    assert agent.evict(namespace, "db-0", uid=new_uid) == EVICTED

@@ -164,7 +164,8 @@ def test_reconciled_install_gets_the_agent(run_playbook, kube_admin, namespace, 
     rules = [{"apiGroups": r.api_groups, "resources": r.resources, "verbs": r.verbs}
              for r in rbac.read_cluster_role("netmend-calico-mtu").rules]
     assert rules == expected_rules
-    code = client.CoreV1Api(kube_admin).read_namespaced_config_map("netmend-calico-mtu-code", AGENT_NAMESPACE)
+    code = client.CoreV1Api(kube_admin).read_namespaced_config_map(pod.volumes[0].config_map.name, AGENT_NAMESPACE)
+    assert code.immutable is True and pod.priority_class_name == "netmend-node-critical"
     assert set(code.data) == {"agent.py", "kube_lite.py", "mtu.py", "mtu_agent.py"}
     assert calico_state(kube_admin, namespace) == ("0", None)  # the platform would revert it: left alone
 
@@ -179,6 +180,33 @@ def test_reconciled_install_gets_the_agent(run_playbook, kube_admin, namespace, 
     assert calico_state(kube_admin, namespace) == ("0", None)  # absent removes only what the role created
     again = run_playbook(PLAY, extra_vars={"calico_mtu_state": "absent", "calico_mtu_agent_namespace": AGENT_NAMESPACE})
     assert again.returncode == 0 and again.recap["changed"] == 0, again.stdout
+
+
+def test_numbers_and_booleans_given_as_strings(run_playbook, kube_admin, namespace):
+    """-e calico_mtu_mtu=1440 and an AWX survey give strings; they are the numbers and booleans they spell."""
+    prepare(run_playbook, namespace)
+    params = role_vars(namespace, calico_mtu_method="config")
+
+    done = run_playbook(PLAY, extra_vars=params, extra_args=("-e", "calico_mtu_mtu=1440", "-e", "calico_mtu_force=false",
+                                                             "-e", "calico_mtu_rollout_timeout=120"))
+    assert done.returncode == 0, done.stdout
+    assert calico_state(kube_admin, namespace) == ("1440", "1440")
+    again = run_playbook(PLAY, extra_vars=dict(params, calico_mtu_mtu="1440", calico_mtu_host_mtu="1460"))
+    assert again.returncode == 0 and again.recap["changed"] == 0, again.stdout
+
+    # "false" is false: the MTU that does not fit the underlay is refused, naming the numbers
+    refused = run_playbook(PLAY, extra_vars=params, extra_args=(
+        "-e", "calico_mtu_mtu=1460", "-e", "calico_mtu_host_mtu=1460", "-e", "calico_mtu_force=false"))
+    assert refused.returncode != 0
+    assert "calico_mtu_mtu 1460 is larger than calico_mtu_host_mtu 1460 minus the ipip overhead 20" in " ".join(
+        refused.stdout.split()), refused.stdout
+    for bad in ("14x0", "1440.5"):
+        wrong = run_playbook(PLAY, extra_vars=params, extra_args=("-e", "calico_mtu_mtu=" + bad))
+        assert wrong.returncode != 0
+        # the argument spec refuses it before the preflight, naming the option and the value
+        text = " ".join(wrong.stdout.split())
+        assert "calico_mtu_mtu" in text and repr(bad) in text and "unable to convert to int" in text, wrong.stdout
+    assert calico_state(kube_admin, namespace) == ("1440", "1440")
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -236,12 +264,36 @@ def test_host_delivery_evicts_only_wrong_mtu_pods(run_playbook, kube_admin, name
         time.sleep(0.5)
     names = sorted(p.metadata.name for p in pods)
     wrong, right = names[:3], names[3:]
+    # a bare pod (no controller: k8s_drain refused it) and a pod a PodDisruptionBudget protects, both on the wrong MTU
+    core.create_namespaced_pod(namespace, {
+        "metadata": {"name": "bare", "labels": {"app": "bare"}},
+        "spec": {"nodeName": "kwok-node-0", "terminationGracePeriodSeconds": 0,
+                 "containers": [{"name": "c", "image": "registry.invalid/none:1"}]}})
+    core.create_namespaced_pod(namespace, {
+        "metadata": {"name": "guarded", "labels": {"app": "guarded"}},
+        "spec": {"nodeName": "kwok-node-0", "terminationGracePeriodSeconds": 0,
+                 "containers": [{"name": "c", "image": "registry.invalid/none:1"}]}})
+    client.PolicyV1Api(kube_admin).create_namespaced_pod_disruption_budget(namespace, {
+        "metadata": {"name": "guarded"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "guarded"}}}})
+    deadline = time.monotonic() + 60
+    while {p.metadata.name for p in core.list_namespaced_pod(namespace).items
+           if p.status.phase == "Running"} < {"bare", "guarded"}:
+        assert time.monotonic() < deadline, "bare/guarded did not start"
+        time.sleep(0.5)
+    deadline = time.monotonic() + 60
+    while (client.PolicyV1Api(kube_admin).read_namespaced_pod_disruption_budget("guarded", namespace).status
+           .observed_generation or 0) < 1:
+        assert time.monotonic() < deadline, "the PodDisruptionBudget was not observed"
+        time.sleep(0.5)
+    wrong = wrong + ["bare"]
+    names = names + ["bare", "guarded"]
     node = netlab.add_node("node0")
     node.ip_cmd("link", "add", "eth0", "mtu", "1460", "type", "veth", "peer", "name", "uplink")
     node.ip_cmd("link", "set", "eth0", "up")
     for number, name in enumerate(names):
         netlab.add_pod(node, name, "10.244.1.%d" % (number + 10), namespace=namespace,
-                       mtu=1500 if name in wrong else 1440)
+                       mtu=1500 if name in wrong or name == "guarded" else 1440)
     conflist = tmp_path / "10-calico.conflist"
     conflist.write_text('{\n  "plugins": [\n    {\n      "type": "calico"\n    }\n  ]\n}\n')
     interpreter = tmp_path / "node0-python"
@@ -254,12 +306,20 @@ def test_host_delivery_evicts_only_wrong_mtu_pods(run_playbook, kube_admin, name
         "node0": {"ansible_connection": "local", "ansible_python_interpreter": str(interpreter),
                   "calico_mtu_node_name": "kwok-node-0"}}}}))
 
+    checked = run_playbook(HOST_PLAY % conflist, inventory=str(inventory), check=True)
+    assert checked.returncode == 0, checked.stdout
+    assert '"mtu"' not in conflist.read_text()
+    assert {p.metadata.name for p in core.list_namespaced_pod(namespace).items} == set(names)  # nothing evicted
+
     first = run_playbook(HOST_PLAY % conflist, inventory=str(inventory))
     assert first.returncode == 0, first.stdout
     assert '"mtu": 1440' in conflist.read_text()
     remaining = {p.metadata.name for p in core.list_namespaced_pod(namespace).items if not p.metadata.deletion_timestamp}
     assert set(right) <= remaining and not set(wrong) & remaining, (wrong, remaining)
+    assert "guarded" in remaining  # refused by its budget: warned about, never forced
+    assert "Eviction of pod %s/guarded refused by a PodDisruptionBudget" % namespace in " ".join(first.stderr.split())
     assert not client.CoreV1Api(kube_admin).read_node("kwok-node-0").spec.unschedulable
 
     second = run_playbook(HOST_PLAY % conflist, inventory=str(inventory))
-    assert second.returncode == 0 and second.recap["changed"] == 0, second.stdout
+    assert second.returncode == 0, second.stdout
+    assert second.recap["changed"] == 0, second.stdout  # only the guarded pod is left, still refused

@@ -199,3 +199,33 @@ def test_missing_runtime_class_fails_before_anything_is_applied(run_playbook, ku
     assert "RuntimeClass t-no-such-class does not exist" in " ".join(done.stdout.split()), done.stdout
     with pytest.raises(ApiException):
         client.CoreV1Api(kube_admin).read_namespace(names["connectivity_check_namespace"])
+
+
+def test_foreign_namespaces_survive_present_and_absent(run_playbook, kube_admin, foreign_namespace):
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    base = "t-cc-theirs-" + uuid.uuid4().hex[:6]
+    params = {"connectivity_check_namespace": base, "connectivity_check_isolated_namespace": base + "-isolated",
+              "connectivity_check_verify": False}
+    checks = [foreign_namespace(base), foreign_namespace(base + "-isolated")]
+    apps = client.AppsV1Api(kube_admin)
+
+    first = run_playbook(PLAY, extra_vars=params)
+    assert first.returncode == 0, first.stdout
+    for check in checks:
+        check()  # no Pod Security labels forced onto them
+    assert "Namespace %s exists but was not created by netmend.k8s/connectivity-check" % base in " ".join(
+        first.stdout.split())
+    assert [d.metadata.name for d in apps.list_namespaced_deployment(base + "-isolated").items] == ["echo"]
+
+    gone = run_playbook(PLAY, extra_vars=dict(params, connectivity_check_state="absent"))
+    assert gone.returncode == 0, gone.stdout
+    for check in checks:
+        check()
+    for name in (base, base + "-isolated"):
+        assert apps.list_namespaced_deployment(name).items == []
+        assert client.CoreV1Api(kube_admin).list_namespaced_service(name).items == []
+    with pytest.raises(ApiException) as missing:
+        client.NetworkingV1Api(kube_admin).read_namespaced_network_policy("deny-all", base + "-isolated")
+    assert missing.value.status == 404

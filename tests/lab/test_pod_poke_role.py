@@ -47,6 +47,19 @@ def cleanup(playbook):
     playbook({"pod_poke_state": "absent", "pod_poke_agent_namespace": AGENT_NAMESPACE})
 
 
+def code_map(kube_admin):
+    """The agent's code ConfigMap (content-addressed name, found by its labels)."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    maps = client.CoreV1Api(kube_admin).list_namespaced_config_map(
+        AGENT_NAMESPACE, label_selector="app.kubernetes.io/name=netmend-pod-poke,netmend.io/component=agent-code").items
+    if not maps:
+        raise ApiException(status=404)
+    assert len(maps) == 1, [m.metadata.name for m in maps]
+    return maps[0]
+
+
 def objects(kube_admin):
     """The role's objects that exist now, as "Kind/name"."""
     from kubernetes import client
@@ -55,7 +68,7 @@ def objects(kube_admin):
     readers = [
         ("Namespace", lambda: client.CoreV1Api(kube_admin).read_namespace(AGENT_NAMESPACE)),
         ("DaemonSet", lambda: client.AppsV1Api(kube_admin).read_namespaced_daemon_set("netmend-pod-poke", AGENT_NAMESPACE)),
-        ("ConfigMap", lambda: client.CoreV1Api(kube_admin).read_namespaced_config_map("netmend-pod-poke-code", AGENT_NAMESPACE)),
+        ("ConfigMap", lambda: code_map(kube_admin)),
         ("ServiceAccount", lambda: client.CoreV1Api(kube_admin).read_namespaced_service_account("netmend-pod-poke", AGENT_NAMESPACE)),
         ("ClusterRole", lambda: client.RbacAuthorizationV1Api(kube_admin).read_cluster_role("netmend-pod-poke")),
         ("ClusterRoleBinding", lambda: client.RbacAuthorizationV1Api(kube_admin).read_cluster_role_binding("netmend-pod-poke")),

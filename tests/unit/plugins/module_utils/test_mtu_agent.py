@@ -9,7 +9,7 @@ import types
 import pytest
 
 from ansible_collections.netmend.k8s.plugins.module_utils import mtu_agent
-from ansible_collections.netmend.k8s.plugins.module_utils.kube_lite import KubeError
+from ansible_collections.netmend.k8s.plugins.module_utils.kube_lite import KubeClient, KubeError
 from ansible_collections.netmend.k8s.plugins.module_utils.mtu import veth_name
 
 CONFLIST = '{\n  "plugins": [\n    {\n      "type": "calico"\n    }\n  ]\n}\n'
@@ -22,10 +22,11 @@ def pod(name, namespace="default", **extra):
             "status": dict({"phase": "Running"}, **extra.pop("status", {}))}
 
 
-class FakeClient:
-    """Pods by (namespace, name); ``refuse`` names pods a disruption budget protects."""
+class FakeClient(KubeClient):
+    """The real KubeClient logic over a fake API: pods by (namespace, name); ``refuse`` names pods
+    a disruption budget protects. Evictions carry the pod UID as a precondition, checked as the API server does."""
 
-    def __init__(self, pods, refuse=()):
+    def __init__(self, pods, refuse=()):  # pylint: disable=super-init-not-called
         self.pods = {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in pods}
         self.refuse = set(refuse)
         self.calls = []
@@ -34,15 +35,20 @@ class FakeClient:
         self.calls.append(("list", path, query))
         return {"items": list(self.pods.values())}
 
-    def evict(self, namespace, name):
-        self.calls.append(("evict", namespace, name))
-        if (namespace, name) in self.refuse:
-            return False
-        self.pods.pop((namespace, name), None)
-        return True
-
-    def get(self, path):
-        namespace, name = path.split("/")[4], path.split("/")[6]
+    def request(self, method, path, query=None, body=None):
+        parts = path.split("/")
+        namespace, name = parts[4], parts[6]
+        if method == "POST":
+            uid = body["deleteOptions"]["preconditions"]["uid"]
+            self.calls.append(("evict", namespace, name, uid))
+            if (namespace, name) not in self.pods:
+                raise KubeError("not found", status=404)
+            if self.pods[(namespace, name)]["metadata"]["uid"] != uid:
+                raise KubeError("precondition failed", status=409)
+            if (namespace, name) in self.refuse:
+                raise KubeError("disruption budget", status=429)
+            self.pods.pop((namespace, name))
+            return {}
         if (namespace, name) not in self.pods:
             raise KubeError("not found", status=404)
         return self.pods[(namespace, name)]
@@ -165,3 +171,27 @@ def test_explicit_mtu_and_arguments(node):
     assert evictions(client) == []
     assert json.loads(node.path.read_text())["plugins"][0]["mtu"] == 1410
     assert mtu_agent.parse_args(["--once"]).max_iterations == 1
+
+
+def test_eviction_carries_the_uid_and_spares_a_pod_recreated_under_the_name(node, capsys):
+    node.add_link(veth_name("default", "web-0"), 1500)
+    client = FakeClient([pod("web-0")])
+    agent = make_agent(node, client)
+    stale = agent.stale_pods(1440)
+    assert [p["uid"] for p in stale] == ["uid-web-0"]
+    # The StatefulSet controller replaces web-0 between our list and our eviction.
+    client.pods[("default", "web-0")] = pod("web-0", meta={"uid": "uid-web-0-new"})
+    outcomes = mtu_agent.evict_in_turn(client, stale, 1, agent.stopper.sleep, agent.clock, lambda *_: None)
+    assert evictions(client) == [("default", "web-0")]
+    assert client.calls[-1] == ("evict", "default", "web-0", "uid-web-0")
+    assert [p["name"] for p in outcomes["gone"]] == ["web-0"] and not outcomes["evicted"]
+    assert client.pods[("default", "web-0")]["metadata"]["uid"] == "uid-web-0-new"
+
+
+def test_stale_pods_from_a_reported_interface_list():
+    """Host delivery knows the node's wrong interfaces from the module's result, not from /sys."""
+    pods = [pod("a"), pod("b"), pod("host", spec={"hostNetwork": True})]
+    reported = {veth_name("default", "a"): 1500, veth_name("default", "host"): 1500}
+    stale = mtu_agent.stale_pods(pods, reported.get, 1440)
+    assert stale == [{"namespace": "default", "name": "a", "uid": "uid-a",
+                      "interface": veth_name("default", "a"), "interface_mtu": 1500}]
