@@ -87,10 +87,18 @@ def missing(read, *args):
     return False
 
 
+CODE_SELECTOR = "app.kubernetes.io/name=%s,netmend.io/component=agent-code" % NAME
+
+
+def code_config_maps(api):
+    """The agent's code ConfigMaps: immutable, named by content, found by label."""
+    return api.core.list_namespaced_config_map(NAMESPACE, label_selector=CODE_SELECTOR).items
+
+
 def agent_objects_gone(api):
     return all([
         missing(api.apps.read_namespaced_daemon_set, NAME, NAMESPACE),
-        missing(api.core.read_namespaced_config_map, NAME + "-code", NAMESPACE),
+        not code_config_maps(api),
         missing(api.core.read_namespaced_service_account, NAME, NAMESPACE),
         missing(api.rbac.read_cluster_role, NAME),
         missing(api.rbac.read_cluster_role_binding, NAME),
@@ -125,7 +133,8 @@ def test_agent_method_nsenter(api, play, clean_agent):
     assert [m.mount_path for m in container.volume_mounts][1:] == ["/run/netmend-masq.lock"]
     assert [t.operator for t in pod.tolerations] == ["Exists"]
     assert ds.status.desired_number_scheduled == ds.status.updated_number_scheduled > 0
-    code = api.core.read_namespaced_config_map(NAME + "-code", NAMESPACE).data
+    [code_map] = code_config_maps(api)
+    code = code_map.data
     assert sorted(code) == ["agent.py", "kube_lite.py", "masq.py", "masq_agent.py"]
     assert not api.rbac.read_cluster_role(NAME).rules  # the agent needs no API access at all
 
