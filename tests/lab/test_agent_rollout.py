@@ -21,13 +21,13 @@ PLAY = {"role": "netmend.k8s.agent"}
 NAME = "netmend-pod-poke"
 
 
-def play_vars(namespace, interval="5", timeout=120):
+def play_vars(namespace, interval="5", timeout=120, min_ready=4):
     return {
         "agent_fix": "pod_poke",
         "agent_namespace": namespace,
         "agent_rbac_rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}],
         "agent_args": ["--interval", interval],
-        "agent_min_ready_seconds": 4,
+        "agent_min_ready_seconds": min_ready,
         "agent_wait_timeout": timeout,
     }
 
@@ -107,14 +107,15 @@ def wait_for(predicate, what, timeout=90):
 def test_pods_count_available_only_after_min_ready_seconds(run_playbook, kube_admin, agent_namespace):
     from kubernetes import client
 
-    first = run_playbook(PLAY, extra_vars=play_vars(agent_namespace))
+    # Long enough that the first poll comes before it ends, even on a loaded machine.
+    first = run_playbook(PLAY, extra_vars=play_vars(agent_namespace, min_ready=25))
     assert first.returncode == 0, first.stdout
     lines = progress_lines(first.stdout)
     # A line per poll: KWOK makes the pods Ready at once, minReadySeconds holds them back as unavailable.
     assert len(lines) >= 2, first.stdout
     assert lines[0][2] == "0" and lines[-1] == ("3", "3", "3"), lines
     ds = client.AppsV1Api(kube_admin).read_namespaced_daemon_set(NAME, agent_namespace)
-    assert ds.spec.min_ready_seconds == 4
+    assert ds.spec.min_ready_seconds == 25
     container = ds.spec.template.spec.containers[0]
     probe = container.readiness_probe
     assert probe.var_exec.command == ["python3", "-m", "ansible_collections.netmend.k8s.plugins.module_utils.agent", "ready"]
