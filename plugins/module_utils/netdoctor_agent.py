@@ -21,7 +21,7 @@ import json
 import os
 import sys
 
-from ansible_collections.netmend.k8s.plugins.module_utils.agent import Stopper
+from ansible_collections.netmend.k8s.plugins.module_utils.agent import HEARTBEAT_GRACE, Heartbeat, Stopper
 from ansible_collections.netmend.k8s.plugins.module_utils.netdoctor import DoctorError, NodeReader, Spec, diagnose
 
 FIX = "net_doctor"
@@ -80,6 +80,11 @@ def agent_main(argv, stopper=None, out=None):
     out.flush()
     if options.hold:
         stopper = stopper or Stopper().install()
-        while not stopper.sleep(3600):
-            pass
+        # Its one run is done: ready (the DaemonSet's readiness probe reads this heartbeat) while held.
+        heartbeat = Heartbeat.from_environment()
+        while True:
+            if heartbeat is not None:
+                heartbeat.beat(2 * 3600 + HEARTBEAT_GRACE)
+            if stopper.sleep(3600):
+                break
     return code

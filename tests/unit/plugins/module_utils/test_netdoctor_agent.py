@@ -64,3 +64,15 @@ def test_bgp_nodes_probes_every_node_but_this_one():
     assert [str(address) for address in spec.bgp_peers] == ["10.0.0.2", "fd00::2", "10.0.0.3"]
     assert netdoctor_agent.build_spec(json.dumps({"bgp_nodes": False, "nodes": [
         {"name": "n2", "addresses": ["10.0.0.2"]}]}), "n1").bgp_peers == []
+
+
+def test_held_agent_is_ready(tmp_path, monkeypatch):
+    from ansible_collections.netmend.k8s.plugins.module_utils import agent
+
+    class StopAtOnce:
+        def sleep(self, seconds):
+            return True
+
+    monkeypatch.setenv(agent.HEARTBEAT_ENV, str(tmp_path / "heartbeat"))
+    netdoctor_agent.agent_main(["--spec", '{"checks": []}', "--hold"], stopper=StopAtOnce(), out=io.StringIO())
+    assert agent.readiness(str(tmp_path / "heartbeat"))[0]
