@@ -16,19 +16,19 @@ description:
     interface matches, 1460 minus the overhead is used, with a warning.
   - Only the MTU changes; every other byte stays as it was (key order, indentation,
     CRLF line endings, a UTF-8 byte order mark, trailing whitespace), and so do the file
-    mode and owner. The write is atomic. A symbolic link is written through: its target
+    mode and owner. The write is atomic. A symbolic link is written through, so its target
     gets the new MTU and the link stays.
   - When the file has several C("plugins") keys, the last one is edited, because it is
     the one container runtimes read (Go's JSON decoder keeps the last duplicate); a
     warning says so.
   - An C("mtu") of V(0) in the file is Calico's auto-detect value (what
-    C(veth_mtu: "0") in the official manifests renders to); RV(previous_mtu) is then V(0).
+    C(veth_mtu) V("0") in the official manifests renders to); RV(previous_mtu) is then V(0).
     Auto-detection looks only at the host's own interfaces, minus the overhead. It is
-    wrong where they do not show what the path carries: on GKE, whose VPC carries 1460
-    (managed Calico's pods came up with 1500 there; set O(mtu=1460) with
-    O(encapsulation=none)), and on overlays on overlays (a Calico tunnel inside VMs whose
-    own network is a tunnel or VPN, so the host interface claims more than the outer
-    tunnel carries): set O(mtu) there.
+    wrong where they do not show what the path carries, so set O(mtu) there - on GKE,
+    whose VPC carries 1460 (managed Calico's pods came up with 1500 there, so set
+    O(mtu=1460) with O(encapsulation=none)), and on overlays on overlays (a Calico tunnel
+    inside VMs whose own network is a tunnel or VPN, where the host interface claims more
+    than the outer tunnel carries).
   - A new MTU applies only to pods created afterwards; restart the others (the
     C(netmend.k8s.calico_mtu) role does so by eviction). calico-node's install-cni
     rewrites this file whenever it starts, so a lasting fix also sets the MTU where the
