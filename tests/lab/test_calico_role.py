@@ -227,7 +227,7 @@ def ippool_crd_with_pool(kube_admin, dynamic, cidr):
     ({"calico_cross_subnet": True, "calico_encapsulation": "none"}, None,
      "calico_cross_subnet is true but calico_encapsulation is none"),
     ({"calico_veth_mtu": 40}, None, "calico_mtu_mtu is 40: it must be an integer from 68 to 65535"),
-    ({"calico_encapsulation": "gre"}, None, "value of calico_encapsulation must be one of: ipip, vxlan, none, got: gre"),
+    ({"calico_encapsulation": "gre"}, None, "calico_encapsulation gre is not one of ipip, vxlan, none"),
     ({"calico_manifest": None}, None, "calico_install is manifest but calico_manifest is not set"),
     ({"calico_install": "operator"}, None, "the cluster has no CRD installations.operator.tigera.io"),
 ])
