@@ -497,6 +497,7 @@ def test_operator_v330_layout_with_operator_crds(run_playbook, kube_admin, dynam
     installation = {"apiVersion": "operator.tigera.io/v1", "kind": "Installation", "metadata": {"name": "default"}}
     params = {"calico_install": "operator", "calico_manifest": operator, "calico_operator_namespace": namespace,
               "calico_wait": False}
+    delete_crd(kube_admin, INSTALLATION_CRD)  # a cluster without the operator's CRDs, whatever ran before
 
     refused = run_playbook(PLAY, extra_vars=params)
     assert refused.returncode != 0
