@@ -2,6 +2,7 @@
 # Build the lab cluster's binaries from their published Go modules, cached by version.
 #
 #   lab/build.sh            build whatever is missing, print the bin directory
+#   lab/build.sh promtool   build only the named components (etcd, kwok, kube, promtool)
 #
 # Binaries go to ${NETMEND_LAB_CACHE:-$HOME/.cache/netmend-lab}/bin/<component>-<version>/,
 # never into the repository. A finished build is marked by a .ok file, so an
@@ -101,7 +102,30 @@ build_kwok() {
   touch "$out/.ok"
 }
 
-build_etcd
-build_kwok
-build_kube
+build_promtool() {
+  local out="$cache/bin/promtool-$PROMETHEUS_VERSION"
+  [ -f "$out/.ok" ] && return 0
+  log "building promtool $PROMETHEUS_VERSION"
+  local work="$cache/work/promtool-$PROMETHEUS_VERSION"
+  local release=${PROMETHEUS_VERSION#v0.}
+  release="3.$((10#${release%%.*} - 300)).${PROMETHEUS_VERSION##*.}"
+  wrapper_module "$work" "require github.com/prometheus/prometheus $PROMETHEUS_VERSION"
+  (
+    cd "$work"
+    go get "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION" >/dev/null
+    mkdir -p "$out"
+    go build -ldflags "-s -w -X github.com/prometheus/common/version.Version=$release" \
+      -o "$out/promtool" github.com/prometheus/prometheus/cmd/promtool
+  )
+  touch "$out/.ok"
+}
+
+components=("$@")
+[ ${#components[@]} -gt 0 ] || components=(etcd kwok kube promtool)
+for name in "${components[@]}"; do
+  case $name in
+    etcd|kwok|kube|promtool) "build_$name" ;;
+    *) echo "unknown component $name: expected etcd, kwok, kube or promtool" >&2; exit 2 ;;
+  esac
+done
 echo "$cache/bin"

@@ -52,10 +52,23 @@ def _is_running(pod):
     return (pod.get("status") or {}).get("phase") == "Running" and not (pod.get("metadata") or {}).get("deletionTimestamp")
 
 
+def _check_text(filter_name, what, name, key, value):
+    """Refuse a cell that is not text (a YAML ``source:`` left empty is null), naming the path and key."""
+    if not isinstance(value, str):
+        raise AnsibleFilterError("%s: %s %r has %s %r; it must be a string"
+                                 % (filter_name, what, name, key, value))
+
+
 def connectivity_verdicts(paths, pods):
     """One row per path: expected and observed outcome, verdict and the probe pods behind it."""
     if not isinstance(paths, list) or not isinstance(pods, list):
         raise AnsibleFilterError("connectivity_verdicts needs the path list and the probe pod list")
+    for number, path in enumerate(paths):
+        if not isinstance(path, dict):
+            raise AnsibleFilterError("connectivity_verdicts: path number %d is %r, not a mapping" % (number + 1, path))
+        _check_text("connectivity_verdicts", "path", path.get("name"), "name", path.get("name"))
+        for key in ("source", "destination"):
+            _check_text("connectivity_verdicts", "path", path["name"], key, path.get(key, ""))
     by_path = {}
     for pod in pods:
         name = ((pod.get("metadata") or {}).get("labels") or {}).get(PATH_LABEL)
@@ -94,8 +107,12 @@ def connectivity_verdicts(paths, pods):
 
 def connectivity_matrix(rows):
     """The verdict rows as an aligned text table, one string per line (header first)."""
+    if not isinstance(rows, list):
+        raise AnsibleFilterError("connectivity_matrix needs the list of verdict rows, not %r" % (rows,))
     cells = [[title for _key, title in _COLUMNS]]
     for row in rows:
+        for key in ("path", "source", "destination", "expected", "observed", "verdict"):
+            _check_text("connectivity_matrix", "row of path", row.get("path"), key, row.get(key))
         observed = row["observed"]
         if row.get("probes"):
             observed = "%s (%d/%d ready)" % (observed, row["ready"], row["probes"])

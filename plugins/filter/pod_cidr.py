@@ -14,6 +14,7 @@ import copy
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.common.text.converters import to_text
 
+from ansible_collections.netmend.k8s.plugins.filter.calico_manifest_settings import CONFIG_MAPS, INSTALL_CNI_CONTAINER
 from ansible_collections.netmend.k8s.plugins.filter.cidr import _networks
 
 try:
@@ -23,7 +24,6 @@ except ImportError:
 
 # The container of Calico's node DaemonSet; its name is the same in every Calico manifest.
 NODE_CONTAINER = "calico-node"
-CONFIG_MAP = "calico-config"
 BINDING_KINDS = ("RoleBinding", "ClusterRoleBinding")
 
 
@@ -57,13 +57,15 @@ def _set_env(container, env):
     container["env"] = result
 
 
-def calico_manifest(documents, namespace=None, node_env=None, config_data=None, node_annotations=None):
+def calico_manifest(documents, namespace=None, node_env=None, config_data=None, node_annotations=None,
+                    install_cni_env=None):
     """Return a copy of a parsed Calico manifest with its structured fields changed.
 
     ``documents`` is the list ``from_yaml_all`` gives (empty documents are dropped).
     ``namespace`` moves every object that names a namespace, and the ServiceAccount subjects
     of its bindings, there. ``node_env`` sets environment variables of the ``calico-node``
-    container, ``config_data`` keys of the ``calico-config`` ConfigMap and ``node_annotations``
+    container, ``install_cni_env`` those of its ``install-cni`` init container, ``config_data``
+    keys of the ``calico-config`` ConfigMap (``canal-config`` in canal) and ``node_annotations``
     annotations of the calico-node pod template (a changed annotation rolls the DaemonSet).
     """
     if isinstance(documents, (str, bytes, dict)) or documents is None:
@@ -90,23 +92,30 @@ def calico_manifest(documents, namespace=None, node_env=None, config_data=None, 
             for subject in doc.get("subjects") or []:
                 if subject.get("kind") == "ServiceAccount":
                     subject["namespace"] = namespace
-        if doc["kind"] == "ConfigMap" and doc["metadata"].get("name") == CONFIG_MAP:
+        if doc["kind"] == "ConfigMap" and doc["metadata"].get("name") in CONFIG_MAPS:
             configs.append(doc)
         if doc["kind"] == "DaemonSet":
             pod = doc.get("spec", {}).get("template", {})
             containers = [c for c in pod.get("spec", {}).get("containers") or [] if c.get("name") == NODE_CONTAINER]
+            installers = [c for c in pod.get("spec", {}).get("initContainers") or []
+                          if c.get("name") == INSTALL_CNI_CONTAINER]
             if containers:
-                nodes.append((pod, containers[0]))
+                nodes.append((pod, containers[0], installers))
 
     if (node_env or node_annotations) and not nodes:
         raise AnsibleFilterError("the manifest has no DaemonSet with a %r container: is it a Calico manifest?"
                                  % NODE_CONTAINER)
     if config_data and not configs:
-        raise AnsibleFilterError("the manifest has no ConfigMap %r to set %s in"
-                                 % (CONFIG_MAP, ", ".join(sorted(config_data))))
-    for pod, container in nodes:
+        raise AnsibleFilterError("the manifest has no ConfigMap %s to set %s in"
+                                 % (" or ".join(CONFIG_MAPS), ", ".join(sorted(config_data))))
+    if install_cni_env and not any(installers for _pod, _container, installers in nodes):
+        raise AnsibleFilterError("the manifest's calico-node has no %r init container to set %s in"
+                                 % (INSTALL_CNI_CONTAINER, ", ".join(sorted(install_cni_env))))
+    for pod, container, installers in nodes:
         if node_env:
             _set_env(container, node_env)
+        for installer in installers if install_cni_env else []:
+            _set_env(installer, install_cni_env)
         if node_annotations:
             annotations = pod.setdefault("metadata", {}).setdefault("annotations", {}) or {}
             annotations.update({key: to_text(value) for key, value in node_annotations.items()})

@@ -205,10 +205,18 @@ def _elements(text, start):
         index = _skip(text, index + 1)
 
 
+_BOM = "\ufeff"
+
+
+def _split_bom(text):
+    """``(bom, body)``: a leading UTF-8 byte order mark is kept apart so the JSON offsets start at the body."""
+    return (_BOM, text[1:]) if text.startswith(_BOM) else ("", text)
+
+
 def parse_cni_config(text, path="CNI config"):
     """Decode a .conf/.conflist text; MtuError names the file, line and column when it is not JSON."""
     try:
-        data = json.loads(text)
+        data = json.loads(_split_bom(text)[1])
     except json.JSONDecodeError as exc:
         raise MtuError("%s is not valid JSON: %s at line %d column %d" % (path, exc.msg, exc.lineno, exc.colno)) from None
     if not isinstance(data, dict):
@@ -216,7 +224,7 @@ def parse_cni_config(text, path="CNI config"):
     return data
 
 
-def _calico_plugin_starts(text, data, path):
+def _calico_plugin_starts(text, data, path, warnings):
     """Index of the ``{`` of each plugin entry of type calico (the top object for a .conf)."""
     top = _skip(text, 0)
     if "plugins" not in data:
@@ -225,9 +233,12 @@ def _calico_plugin_starts(text, data, path):
         raise MtuError("%s has no plugin of type calico (a single-plugin config of type %r)" % (path, data.get("type")))
     if not isinstance(data["plugins"], list):
         raise MtuError("%s: \"plugins\" is a JSON %s, not a list" % (path, type(data["plugins"]).__name__))
-    plugins_start = next(member[2] for member in _members(text, top)
-                         if member[0] == "plugins" and text[member[2]] == "[")
-    starts = [index for index, plugin in zip(_elements(text, plugins_start), data["plugins"])
+    # Every JSON decoder the runtimes use (Go's encoding/json included) keeps the last of duplicate keys.
+    plugin_lists = [member[2] for member in _members(text, top) if member[0] == "plugins"]
+    if len(plugin_lists) > 1:
+        warnings.append("%s has %d \"plugins\" keys; container runtimes use only the last one, so that one was "
+                        "edited and the others were left as they are" % (path, len(plugin_lists)))
+    starts = [index for index, plugin in zip(_elements(text, plugin_lists[-1]), data["plugins"])
               if isinstance(plugin, dict) and plugin.get("type") == "calico"]
     if not starts:
         types = [plugin.get("type") for plugin in data["plugins"] if isinstance(plugin, dict)]
@@ -245,15 +256,23 @@ def _current_mtu(value):
     return None
 
 
-def set_config_mtu(text, mtu, path="CNI config"):
-    """Return ``(new_text, previous_mtu)`` with ``"mtu": mtu`` in every calico plugin entry.
+def edit_config_mtu(text, mtu, path="CNI config"):
+    """Return ``(new_text, previous_mtu, warnings)`` with ``"mtu": mtu`` in every calico plugin entry.
 
     Only the MTU's value changes, or one member is added after the entry's
     ``"type"`` with the same indentation and separators as that member; every
-    other byte of the file stays as it was. ``previous_mtu`` is None when absent.
+    other byte of the file stays as it was: line endings (CRLF too), a UTF-8
+    byte order mark, indentation and trailing whitespace. ``previous_mtu`` is
+    None when absent (0 is Calico's "auto-detect"). ``warnings`` lists what the
+    runtimes may read differently from what a reader expects (duplicate keys, a BOM).
     """
     data = parse_cni_config(text, path)
-    starts = _calico_plugin_starts(text, data, path)
+    bom, text = _split_bom(text)
+    warnings = []
+    if bom:
+        warnings.append("%s starts with a UTF-8 byte order mark, which Go's encoding/json (containerd and CRI-O "
+                        "load CNI configs with it) rejects; it was kept as it was" % path)
+    starts = _calico_plugin_starts(text, data, path, warnings)
     edits = []  # (start, end, replacement), applied back to front
     previous = None
     literal = json.dumps(mtu)
@@ -275,7 +294,12 @@ def set_config_mtu(text, mtu, path="CNI config"):
         edits.append((value_end, value_end, ",%s%s%s%s" % (lead, json.dumps("mtu"), separator, literal)))
     for start, end, replacement in sorted(edits, reverse=True):
         text = text[:start] + replacement + text[end:]
-    return text, previous
+    return bom + text, previous, warnings
+
+
+def set_config_mtu(text, mtu, path="CNI config"):
+    """Return ``(new_text, previous_mtu)``: :func:`edit_config_mtu` without its warnings."""
+    return edit_config_mtu(text, mtu, path)[:2]
 
 
 def _lead(text, key_start):
@@ -287,7 +311,7 @@ def _lead(text, key_start):
 
 
 def config_mtu(text, path="CNI config"):
-    """The MTU of the first calico plugin entry, or None when it has none."""
+    """The MTU of the first calico plugin entry (0: Calico auto-detects it), or None when it has none."""
     data = parse_cni_config(text, path)
     plugins = data["plugins"] if "plugins" in data else [data]
     for plugin in plugins if isinstance(plugins, list) else []:
@@ -297,9 +321,9 @@ def config_mtu(text, path="CNI config"):
 
 
 def read_config(path):
-    """The text of a CNI config file; MtuError names the path when it cannot be read."""
+    """The text of a CNI config file, line endings untranslated; MtuError names the path when it cannot be read."""
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8", newline="") as handle:
             return handle.read()
     except OSError as exc:
         raise MtuError("cannot read CNI config %s: %s" % (path, exc.strerror)) from None
@@ -312,12 +336,16 @@ def atomic_write(path, text):
 
     The temp name ends in ``.tmp``: container runtimes load every ``*.conf``,
     ``*.conflist`` and ``*.json`` in the CNI folder and must never see a half file.
+    A symbolic link is written through, as Ansible's file modules do: its target
+    gets the new text and the link stays a link. The text is written as given,
+    line endings untranslated.
     """
-    folder = os.path.dirname(os.path.abspath(path))
+    path = os.path.realpath(path)
+    folder = os.path.dirname(path)
     current = os.stat(path)
     handle, temp = tempfile.mkstemp(dir=folder, prefix=".%s." % os.path.basename(path), suffix=".tmp")
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
             stream.write(text)
             stream.flush()
             os.fchmod(stream.fileno(), current.st_mode & 0o7777)
@@ -344,15 +372,17 @@ def atomic_write(path, text):
 def ensure_config_mtu(path, mtu, check_mode=False):
     """Make the calico entry of ``path`` carry ``mtu``.
 
-    Returns a dict: ``changed``, ``previous_mtu``, ``before`` and ``after`` texts.
-    Writes only when something changes and not in check mode.
+    Returns a dict: ``changed``, ``previous_mtu``, ``before`` and ``after`` texts
+    (exact, so a diff shows every byte that changes) and ``warnings``.
+    Writes only when something changes and not in check mode; a symbolic link is
+    written through to its target.
     """
     before = read_config(path)
-    after, previous = set_config_mtu(before, mtu, path)
+    after, previous, warnings = edit_config_mtu(before, mtu, path)
     changed = after != before
     if changed and not check_mode:
         atomic_write(path, after)
-    return {"changed": changed, "previous_mtu": previous, "before": before, "after": after}
+    return {"changed": changed, "previous_mtu": previous, "before": before, "after": after, "warnings": warnings}
 
 
 def _read(path):

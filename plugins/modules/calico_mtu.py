@@ -14,8 +14,21 @@ description:
     up host interfaces matching O(interface_pattern), minus the encapsulation overhead
     (IP-in-IP 20, VXLAN 50 over IPv4 or 70 over IPv6, WireGuard 60 or 80). When no
     interface matches, 1460 minus the overhead is used, with a warning.
-  - Only the MTU changes; every other key, the key order, the indentation, the file
-    mode and owner stay. The write is atomic.
+  - Only the MTU changes; every other byte stays as it was (key order, indentation,
+    CRLF line endings, a UTF-8 byte order mark, trailing whitespace), and so do the file
+    mode and owner. The write is atomic. A symbolic link is written through, so its target
+    gets the new MTU and the link stays.
+  - When the file has several C("plugins") keys, the last one is edited, because it is
+    the one container runtimes read (Go's JSON decoder keeps the last duplicate); a
+    warning says so.
+  - An C("mtu") of V(0) in the file is Calico's auto-detect value (what
+    C(veth_mtu) V("0") in the official manifests renders to); RV(previous_mtu) is then V(0).
+    Auto-detection looks only at the host's own interfaces, minus the overhead. It is
+    wrong where they do not show what the path carries, so set O(mtu) there - on GKE,
+    whose VPC carries 1460 (managed Calico's pods came up with 1500 there, so set
+    O(mtu=1460) with O(encapsulation=none)), and on overlays on overlays (a Calico tunnel
+    inside VMs whose own network is a tunnel or VPN, where the host interface claims more
+    than the outer tunnel carries).
   - A new MTU applies only to pods created afterwards; restart the others (the
     C(netmend.k8s.calico_mtu) role does so by eviction). calico-node's install-cni
     rewrites this file whenever it starts, so a lasting fix also sets the MTU where the
@@ -109,7 +122,7 @@ mtu:
   type: int
   sample: 1440
 previous_mtu:
-  description: The MTU the entry carried before; null when it had none.
+  description: The MTU the entry carried before; null when it had none, V(0) when it was Calico's auto-detect value.
   returned: success
   type: int
   sample: 1500
@@ -197,6 +210,8 @@ def run_module(module):
         if params["backup"]:
             backup_file = module.backup_local(params["path"])
         outcome = ensure_config_mtu(params["path"], plan["mtu"])
+    for warning in outcome["warnings"]:
+        module.warn(warning)
     result = dict(
         changed=outcome["changed"],
         mtu=plan["mtu"],

@@ -9,6 +9,7 @@ Another field manager stands in for calicoctl or a GitOps tool to check field ow
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 import uuid
 
@@ -26,6 +27,18 @@ PREVIOUS = "netmend.io/calico-monitoring-previous"
 PROMETHEUS = "netmend-calico-prometheus"
 
 PLAY = {"role": "netmend.k8s.calico_monitoring"}
+PROM_FIXTURES = os.path.join(REPO, "tests", "unit", "fixtures", "prometheus")
+
+
+def lab_promtool():
+    """The promtool lab/build.sh builds from Prometheus's Go module (Debian's lacks Kubernetes discovery)."""
+    from lab import cluster
+
+    version = cluster.versions()["PROMETHEUS_VERSION"]
+    path = os.path.join(cluster.CACHE, "bin", "promtool-" + version, "promtool")
+    if not os.path.exists(os.path.join(os.path.dirname(path), ".ok")):
+        subprocess.run([os.path.join(REPO, "lab", "build.sh"), "promtool"], check=True, stdout=subprocess.DEVNULL)
+    return path
 
 PREPARE_PLAY = {"tasks": PREPARE}
 
@@ -110,7 +123,7 @@ def services(kube_admin, namespace):
     return {s.metadata.name: s.spec.ports[0].port for s in items}
 
 
-def prepare(run_playbook, namespace, kube_admin=None, typha=False):
+def prepare(run_playbook, namespace, kube_admin=None, typha=False, typha_metrics=True):
     done = run_playbook(PREPARE_PLAY, extra_vars={"calico_fixture_namespace": namespace})
     assert done.returncode == 0, done.stdout
     if typha:
@@ -120,11 +133,14 @@ def prepare(run_playbook, namespace, kube_admin=None, typha=False):
             "metadata": {"name": "calico-typha"},
             "spec": {"replicas": 1, "selector": {"matchLabels": {"k8s-app": "calico-typha"}},
                      "template": {"metadata": {"labels": {"k8s-app": "calico-typha"}},
-                                  "spec": {"containers": [{"name": "typha", "image": "quay.io/calico/typha:v3.28.0"}]}}}})
+                                  "spec": {"containers": [{
+                                      "name": "typha", "image": "quay.io/calico/typha:v3.28.0",
+                                      "env": [{"name": "TYPHA_PROMETHEUSMETRICSENABLED",
+                                               "value": "true" if typha_metrics else "false"}]}]}}}})
 
 
 def role_vars(felix, **extra):
-    return dict({"calico_monitoring_felix_configuration": felix}, **extra)
+    return dict({"calico_monitoring_felix_configuration": felix, "calico_monitoring_promtool": lab_promtool()}, **extra)
 
 
 def test_apply_keeps_other_managers_fields_and_absent_restores(run_playbook, kube_admin, namespace, felix):
@@ -214,7 +230,7 @@ def test_same_value_owned_by_another_manager_is_shared(run_playbook, kube_admin,
     assert obj["spec"] == {"prometheusMetricsEnabled": True} and owners(obj, "prometheusMetricsEnabled") == [OTHER]
 
 
-def test_prometheus_stack(run_playbook, kube_admin, namespace, felix):
+def test_prometheus_stack(run_playbook, kube_admin, namespace, felix, tmp_path):
     from kubernetes import client
     from kubernetes.client.rest import ApiException
 
@@ -253,9 +269,13 @@ def test_prometheus_stack(run_playbook, kube_admin, namespace, felix):
     keeps = [(r["source_labels"], r["regex"]) for r in jobs["netmend-agents"]["relabel_configs"] if r["action"] == "keep"]
     assert keeps == [(["__meta_kubernetes_pod_label_app_kubernetes_io_part_of"], "netmend"),
                      (["__meta_kubernetes_pod_container_port_name"], "metrics")]
-    # what the role validated before applying is what the ConfigMap holds
-    from ansible_collections.netmend.k8s.plugins.module_utils import promconfig
-    assert promconfig.validate(config) == []
+    # what the role checked before applying is what the ConfigMap holds, and real promtool accepts it
+    config_file = os.path.join(str(tmp_path), "prometheus.yml")
+    with open(config_file, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    checked_again = subprocess.run([lab_promtool(), "check", "config", "--syntax-only", config_file],
+                                   capture_output=True, text=True, check=False)
+    assert checked_again.returncode == 0, checked_again.stdout + checked_again.stderr
     assert config["global"] == {"scrape_interval": "15s", "scrape_timeout": "10s"}
 
     second = run_playbook(PLAY, extra_vars=params)
@@ -274,11 +294,14 @@ def test_prometheus_stack(run_playbook, kube_admin, namespace, felix):
 
 @pytest.mark.parametrize("extra, message", [
     ({"calico_monitoring_scrape_interval": "5s", "calico_monitoring_scrape_timeout": "10s"},
-     "global: scrape_timeout 10s is longer than scrape_interval 5s"),
+     "The Prometheus configuration is invalid (promtool check config): FAILED: parsing YAML file"),
+    ({"calico_monitoring_scrape_interval": "5s", "calico_monitoring_scrape_timeout": "10s"},
+     "global scrape timeout greater than scrape interval"),
     ({"calico_monitoring_extra_scrape_configs": [{"job_name": "felix", "static_configs": [{"targets": ["x:1"]}]}]},
-     "job 'felix': job_name is used by more than one scrape config"),
+     'found multiple scrape configs with job name "felix"'),
     ({"calico_monitoring_extra_scrape_configs": [{"job_name": "x", "relabel_configs": [{"action": "keeep"}]}]},
-     "job 'x' relabel_configs[0]: unknown action 'keeep'"),
+     'unknown relabel action "keeep"'),
+    ({"calico_monitoring_promtool": "/nonexistent/promtool"}, "Cannot run calico_monitoring_promtool /nonexistent/promtool"),
     ({"calico_monitoring_prometheus_retention": "1 day"},
      "calico_monitoring_prometheus_retention 1 day is not a Prometheus duration (like 24h)"),
     ({"calico_monitoring_felix_api_version": "projectcalico.org/v1"}, "calico_monitoring_felix_api_version"),
@@ -350,3 +373,44 @@ def test_foreign_prometheus_namespace_survives_present_and_absent(
     check()
     check_service()
     assert services(kube_admin, namespace) == {"felix-metrics-svc": 9091}
+
+
+@pytest.mark.parametrize("fixture, job", [
+    # the Prometheus Helm chart's annotation discovery: keep/drop rules with `regex: true`
+    ("helm-chart-scrape-configs.yml", "kubernetes-service-endpoints"),
+    # Prometheus's documented examples: relabel_configs with every item commented out (null)
+    ("commented-relabel-scrape-configs.yml", "node"),
+    # blackbox-exporter's documented config: URL targets relabelled into the target parameter
+    ("blackbox-scrape-configs.yml", "blackbox"),
+])
+def test_real_scrape_configs_pass_promtool_and_are_applied(run_playbook, kube_admin, namespace, felix, fixture, job):
+    """The hand-written checker this role had refused each of these; promtool accepts them."""
+    from kubernetes import client
+
+    with open(os.path.join(PROM_FIXTURES, fixture), encoding="utf-8") as handle:
+        extra = yaml.safe_load(handle)
+    prepare(run_playbook, namespace)
+    prom_ns = namespace + "-prom"
+    params = role_vars(felix, calico_monitoring_calico_namespace=namespace, calico_monitoring_prometheus=True,
+                       calico_monitoring_prometheus_namespace=prom_ns, calico_monitoring_prometheus_wait=False,
+                       calico_monitoring_extra_scrape_configs=extra)
+    try:
+        done = run_playbook(PLAY, extra_vars=params)
+        assert done.returncode == 0, done.stdout
+        text = client.CoreV1Api(kube_admin).read_namespaced_config_map(PROMETHEUS, prom_ns).data["prometheus.yml"]
+        jobs = {item["job_name"]: item for item in yaml.safe_load(text)["scrape_configs"]}
+        assert jobs[job] == extra[0]
+    finally:
+        gone = run_playbook(PLAY, extra_vars=dict(params, calico_monitoring_state="absent"))
+        assert gone.returncode == 0, gone.stdout
+
+
+def test_typha_without_metrics_gets_no_service(run_playbook, kube_admin, namespace, felix):
+    prepare(run_playbook, namespace, kube_admin, typha=True, typha_metrics=False)
+    params = role_vars(felix, calico_monitoring_calico_namespace=namespace)
+    done = run_playbook(PLAY, extra_vars=params)
+    assert done.returncode == 0, done.stdout
+    assert "Typha: yes, metrics off (no Service: set TYPHA_PROMETHEUSMETRICSENABLED=true" in " ".join(done.stdout.split())
+    assert services(kube_admin, namespace) == {"felix-metrics-svc": 9091, "kube-controllers-metrics-svc": 9094}
+    gone = run_playbook(PLAY, extra_vars=dict(params, calico_monitoring_state="absent"))
+    assert gone.returncode == 0, gone.stdout

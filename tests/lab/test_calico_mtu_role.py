@@ -127,8 +127,35 @@ def test_operator_install_gets_installation_mtu(run_playbook, kube_admin, namesp
         assert spec() == {"variant": "Calico", "calicoNetwork": {"bgp": "Enabled", "mtu": 1410}}
         second = run_playbook(PLAY, extra_vars=params)
         assert second.returncode == 0 and second.recap["changed"] == 0, second.stdout
+        # 0, Calico's auto-detect, is the Installation without an MTU: the operator's own detection
+        auto = run_playbook(PLAY, extra_vars=dict(params, calico_mtu_mtu=0))
+        assert auto.returncode == 0 and auto.recap["changed"] == 1, auto.stdout
+        assert spec() == {"variant": "Calico", "calicoNetwork": {"bgp": "Enabled"}}
+        auto_again = run_playbook(PLAY, extra_vars=dict(params, calico_mtu_mtu=0))
+        assert auto_again.returncode == 0 and auto_again.recap["changed"] == 0, auto_again.stdout
     finally:
         extensions.delete_custom_resource_definition("installations.operator.tigera.io")
+
+
+def test_auto_detect_zero_is_written_to_calico_config_only(run_playbook, kube_admin, namespace):
+    prepare(run_playbook, namespace)
+    fixed = run_playbook(PLAY, extra_vars=role_vars(namespace, calico_mtu_mtu=1440))
+    assert fixed.returncode == 0, fixed.stdout
+    assert calico_state(kube_admin, namespace) == ("1440", "1440")
+
+    # back to the official manifests' "0": calico-node detects the MTU again
+    auto = run_playbook(PLAY, extra_vars=role_vars(namespace, calico_mtu_mtu=0))
+    assert auto.returncode == 0 and auto.recap["changed"] == 2, auto.stdout
+    assert calico_state(kube_admin, namespace) == ("0", "0")
+    again = run_playbook(PLAY, extra_vars=role_vars(namespace, calico_mtu_mtu=0))
+    assert again.returncode == 0 and again.recap["changed"] == 0, again.stdout
+
+    # a CNI config file never gets 0: the agent method refuses it and writes nothing
+    refused = run_playbook(PLAY, extra_vars=role_vars(namespace, calico_mtu_mtu=0, calico_mtu_method="agent"))
+    assert refused.returncode != 0
+    assert ("calico_mtu_mtu is 0, Calico's auto-detect, which only the config method can set"
+            in " ".join(refused.stdout.split())), refused.stdout
+    assert calico_state(kube_admin, namespace) == ("0", "0")
 
 
 def test_reconciled_install_gets_the_agent(run_playbook, kube_admin, namespace, agent_cleanup):

@@ -227,7 +227,7 @@ def ippool_crd_with_pool(kube_admin, dynamic, cidr):
     ({"calico_cross_subnet": True, "calico_encapsulation": "none"}, None,
      "calico_cross_subnet is true but calico_encapsulation is none"),
     ({"calico_veth_mtu": 40}, None, "calico_mtu_mtu is 40: it must be an integer from 68 to 65535"),
-    ({"calico_encapsulation": "gre"}, None, "value of calico_encapsulation must be one of: ipip, vxlan, none, got: gre"),
+    ({"calico_encapsulation": "gre"}, None, "calico_encapsulation gre is not one of ipip, vxlan, none"),
     ({"calico_manifest": None}, None, "calico_install is manifest but calico_manifest is not set"),
     ({"calico_install": "operator"}, None, "the cluster has no CRD installations.operator.tigera.io"),
 ])
@@ -415,3 +415,108 @@ def test_created_namespace_comes_and_goes_with_the_install(run_playbook, kube_ad
     missing_ns = run_playbook(PLAY, extra_vars=dict(params, calico_create_namespace=False))
     assert missing_ns.returncode != 0
     assert "calico_namespace %s does not exist: create it, or set calico_create_namespace" % name in flat(missing_ns.stdout)
+
+
+# --- manifests in the shapes of the official variants and kubespray's (issue 11) -----------------
+
+def variant(name):
+    return os.path.join(FIXTURES, name + ".manifest")
+
+
+def workload_env(dynamic, namespace, name="calico-node", container="calico-node", init=False):
+    node = read(dynamic, {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": name}}, namespace)
+    containers = node["spec"]["template"]["spec"]["initContainers" if init else "containers"]
+    return {e["name"]: e.get("value") for e in next(c for c in containers if c["name"] == container)["env"]}
+
+
+def test_vxlan_manifest_keeps_its_backend_and_ipip_is_refused(run_playbook, dynamic, namespace):
+    params = {"calico_manifest": variant("calico-vxlan"), "calico_namespace": namespace, "calico_wait": False}
+    done = run_playbook(PLAY, extra_vars=params)
+    assert done.returncode == 0, done.stdout
+    out = flat(done.stdout)
+    assert "encapsulation VXLAN, MTU left as it is" in out
+    assert "Encapsulation from the manifest (calico-config calico_backend)" in out
+    env = workload_env(dynamic, namespace)
+    assert (env["CALICO_IPV4POOL_IPIP"], env["CALICO_IPV4POOL_VXLAN"]) == ("Never", "Always")
+    assert env["CALICO_IPV4POOL_CIDR"] == POD_CIDR
+
+    docs = load(variant("calico-vxlan"))
+    before = resource_versions(dynamic, docs, namespace)
+    refused = run_playbook(PLAY, extra_vars=dict(params, calico_encapsulation="ipip"))
+    assert refused.returncode != 0
+    assert ("calico_encapsulation ipip with the manifest's calico_backend vxlan (calico-config calico_backend): "
+            "IP-in-IP needs routes from BGP" in flat(refused.stdout)), refused.stdout
+    assert resource_versions(dynamic, docs, namespace) == before  # nothing written
+
+
+@pytest.mark.parametrize("name, workload, pool_env", [
+    ("calico-bpf", "calico-node", {"CALICO_IPV4POOL_IPIP": "Never", "CALICO_IPV4POOL_VXLAN": "Never"}),
+    ("calico-policy-only", "calico-node", {"CALICO_IPV4POOL_IPIP": "Never"}),
+    ("canal", "canal", {}),
+])
+def test_own_pool_settings_are_kept(run_playbook, dynamic, namespace, name, workload, pool_env):
+    params = {"calico_manifest": variant(name), "calico_namespace": namespace, "calico_wait": False}
+    done = run_playbook(PLAY, extra_vars=params)
+    assert done.returncode == 0, done.stdout
+    assert "encapsulation None, MTU left as it is" in flat(done.stdout)
+    env = workload_env(dynamic, namespace, workload)
+    assert {key: value for key, value in env.items() if key.startswith("CALICO_IPV4POOL_") and key != "CALICO_IPV4POOL_CIDR"} \
+        == pool_env
+    again = run_playbook(PLAY, extra_vars=params)
+    assert again.returncode == 0 and again.recap["changed"] == 0, again.stdout
+
+
+def test_typha_moved_out_of_kube_system_is_found(run_playbook, dynamic, namespace):
+    params = {"calico_manifest": variant("calico-typha"), "calico_namespace": namespace, "calico_wait": False}
+    done = run_playbook(PLAY, extra_vars=params)
+    assert done.returncode == 0, done.stdout
+    assert "calico-node finds Typha in %s" % namespace in flat(done.stdout)
+    assert workload_env(dynamic, namespace)["FELIX_TYPHAK8SNAMESPACE"] == namespace
+    assert read(dynamic, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "calico-typha"}}, namespace)
+
+
+def test_kubespray_literal_mtus_all_get_the_new_mtu(run_playbook, dynamic, namespace):
+    params = {"calico_manifest": variant("kubespray"), "calico_namespace": namespace, "calico_wait": False,
+              "calico_veth_mtu": 1410}
+    done = run_playbook(PLAY, extra_vars=params)
+    assert done.returncode == 0, done.stdout
+    out = flat(done.stdout)
+    assert "MTU set in calico-node container calico-node env FELIX_IPINIPMTU (literal 1440)" in out
+    assert 'calico-config cni_network_config (literal "mtu": 1440)' in out
+    env = workload_env(dynamic, namespace)
+    assert [env[name] for name in ("FELIX_IPINIPMTU", "FELIX_VXLANMTU", "FELIX_WIREGUARDMTU")] == ["1410"] * 3
+    assert workload_env(dynamic, namespace, container="install-cni", init=True)["CNI_MTU"] == "1410"
+    config = read(dynamic, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "calico-config"}}, namespace)
+    assert '"mtu": 1410' in config["data"]["cni_network_config"] and "1440" not in config["data"]["cni_network_config"]
+    again = run_playbook(PLAY, extra_vars=params)
+    assert again.returncode == 0 and again.recap["changed"] == 0, again.stdout
+
+
+def test_operator_v330_layout_with_operator_crds(run_playbook, kube_admin, dynamic, namespace, cluster_scoped_cleanup):
+    crds, operator = os.path.join(FIXTURES, "operator-crds.manifest"), os.path.join(FIXTURES, "tigera-operator.manifest")
+    installation = {"apiVersion": "operator.tigera.io/v1", "kind": "Installation", "metadata": {"name": "default"}}
+    params = {"calico_install": "operator", "calico_manifest": operator, "calico_operator_namespace": namespace,
+              "calico_wait": False}
+    delete_crd(kube_admin, INSTALLATION_CRD)  # a cluster without the operator's CRDs, whatever ran before
+
+    refused = run_playbook(PLAY, extra_vars=params)
+    assert refused.returncode != 0
+    assert "operator-crds.yaml: give that as calico_operator_crds" in flat(refused.stdout), refused.stdout
+    assert read(dynamic, load(operator)[0]) is None  # the tigera-operator Namespace was not created
+
+    with_crds = dict(params, calico_operator_crds=crds)
+    try:
+        done = run_playbook(PLAY, extra_vars=with_crds)
+        assert done.returncode == 0, done.stdout
+        assert ("Changed 6 of 6 objects: CustomResourceDefinition/apiservers.operator.tigera.io, "
+                "CustomResourceDefinition/%s, Namespace/tigera-operator" % INSTALLATION_CRD in flat(done.stdout))
+        spec = read(dynamic, installation)["spec"]
+        # no encapsulation chosen: the operator's default stays
+        assert spec["calicoNetwork"]["ipPools"][0]["cidr"] == POD_CIDR
+        assert "encapsulation" not in spec["calicoNetwork"]["ipPools"][0]
+        again = run_playbook(PLAY, extra_vars=with_crds)
+        assert again.returncode == 0 and again.recap["changed"] == 0, again.stdout
+    finally:
+        gone = run_playbook(PLAY, extra_vars=dict(with_crds, calico_state="absent"))
+        assert gone.returncode == 0, gone.stdout
+    assert read(dynamic, installation) is None and read(dynamic, load(crds)[0]) is None

@@ -70,6 +70,28 @@ def test_matrix():
     ]
 
 
+@pytest.mark.parametrize("path, words", [
+    # a YAML "source:" left empty is null; it used to pass here and crash connectivity_matrix with a TypeError
+    ({"name": "pod-to-echo", "source": None, "destination": "echo", "expected": "allowed"},
+     ["'pod-to-echo'", "source None"]),
+    ({"name": "pod-to-echo", "source": "a", "destination": 443, "expected": "allowed"}, ["'pod-to-echo'", "destination 443"]),
+    ({"name": None, "expected": "allowed"}, ["name None"]),
+    ("pod-to-echo", ["path number 1", "'pod-to-echo'"]),
+])
+def test_verdicts_name_the_bad_path(path, words):
+    with pytest.raises(AnsibleFilterError) as caught:
+        connectivity.connectivity_verdicts([path], [])
+    for word in words:
+        assert word in str(caught.value)
+
+
+def test_matrix_names_the_row_with_a_null_source():
+    rows = connectivity.connectivity_verdicts(PATHS[:1], [])
+    rows[0]["source"] = None
+    with pytest.raises(AnsibleFilterError, match=r"row of path 'pod-to-echo' has source None"):
+        connectivity.connectivity_matrix(rows)
+
+
 def test_matrix_without_probes():
     rows = connectivity.connectivity_verdicts(PATHS[:1], [])
     assert connectivity.connectivity_matrix(rows)[1].split() == ["pod-to-echo", "netmend-connectivity", "echo",

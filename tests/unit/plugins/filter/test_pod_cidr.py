@@ -119,7 +119,7 @@ def test_empty_documents_are_dropped_and_nothing_asked_changes_nothing(documents
      "the manifest has no DaemonSet with a 'calico-node' container: is it a Calico manifest?"),
     ([{"kind": "DaemonSet", "metadata": {"name": "calico-node"},
        "spec": {"template": {"spec": {"containers": [{"name": "calico-node"}]}}}}],
-     {"config_data": {"veth_mtu": 1440}}, "the manifest has no ConfigMap 'calico-config' to set veth_mtu in"),
+     {"config_data": {"veth_mtu": 1440}}, "the manifest has no ConfigMap calico-config or canal-config to set veth_mtu in"),
     ([{"metadata": {"name": "x"}}], {}, "document 1 of the manifest is not a Kubernetes object"),
     ([None, "just text"], {}, "document 2 of the manifest is not a Kubernetes object"),
     ("kind: ConfigMap", {}, "calico_manifest input must be the list of a manifest's documents, got 'str'"),

@@ -301,3 +301,90 @@ def test_role_overhead_table_matches_the_core():
         role = yaml.safe_load(handle)
     assert role["__calico_mtu_overhead"] == mtu.OVERHEAD
     assert role["__calico_mtu_min"] == mtu.MIN_MTU
+
+
+# --- real conflist shapes (tests/unit/fixtures/cni) ----------------------------------------
+
+CNI_FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "cni")
+
+
+def fixture_bytes(name):
+    with open(os.path.join(CNI_FIXTURES, name), "rb") as handle:
+        return handle.read()
+
+
+def only_mtu_changed(before, after, old, new):
+    """``after`` is ``before`` with the calico entry's ``"mtu": old`` literal replaced, nothing else."""
+    assert before.count(b'"mtu": %d' % old) == 1
+    assert after == before.replace(b'"mtu": %d' % old, b'"mtu": %d' % new)
+
+
+@pytest.mark.parametrize("name, old, warning", [
+    ("install-cni.conflist", 0, None),
+    ("operator.conflist", 0, None),
+    ("gke.conflist", 1460, None),
+    # CRLF line endings and trailing blanks: read and written untranslated
+    ("install-cni-crlf.conflist", 0, None),
+    # a UTF-8 byte order mark stays, with a warning that Go's JSON decoder rejects it
+    ("install-cni-bom.conflist", 1500, "starts with a UTF-8 byte order mark"),
+])
+def test_ensure_config_mtu_keeps_every_other_byte(tmp_path, name, old, warning):
+    before = fixture_bytes(name)
+    path = tmp_path / "10-calico.conflist"
+    path.write_bytes(before)
+    result = mtu.ensure_config_mtu(str(path), 1410)
+    assert result["changed"] is True and result["previous_mtu"] == old
+    only_mtu_changed(before, path.read_bytes(), old, 1410)
+    # the diff texts are the exact file contents, so a CRLF or BOM change would show in --diff
+    assert result["before"].encode() == before
+    assert result["after"].encode() == path.read_bytes()
+    assert [text.split(" starts")[0] for text in result["warnings"]] == ([] if warning is None else [str(path)])
+    assert mtu.ensure_config_mtu(str(path), 1410)["changed"] is False
+
+
+def test_crlf_fixture_really_has_crlf():
+    text = fixture_bytes("install-cni-crlf.conflist")
+    assert text.count(b"\r\n") == text.count(b"\n") > 30
+    assert b'"info",  \r\n' in text
+
+
+def test_symlinked_conflist_is_written_through(tmp_path):
+    """install-cni on some distributions links 10-calico.conflist to a file kept elsewhere."""
+    store = tmp_path / "store"
+    store.mkdir()
+    target = store / "calico.conflist"
+    target.write_bytes(fixture_bytes("install-cni.conflist"))
+    os.chmod(target, 0o600)
+    cni = tmp_path / "net.d"
+    cni.mkdir()
+    link = cni / "10-calico.conflist"
+    link.symlink_to(os.path.join("..", "store", "calico.conflist"))
+    result = mtu.ensure_config_mtu(str(link), 1440)
+    assert result["changed"] is True
+    assert os.path.islink(link) and os.readlink(link) == os.path.join("..", "store", "calico.conflist")
+    only_mtu_changed(fixture_bytes("install-cni.conflist"), target.read_bytes(), 0, 1440)
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
+    assert sorted(os.listdir(cni)) == ["10-calico.conflist"] and sorted(os.listdir(store)) == ["calico.conflist"]
+    assert mtu.ensure_config_mtu(str(link), 1440)["changed"] is False
+
+
+def test_dangling_symlink_is_refused_naming_it(tmp_path):
+    link = tmp_path / "10-calico.conflist"
+    link.symlink_to(tmp_path / "gone.conflist")
+    with pytest.raises(MtuError, match="cannot read CNI config .*10-calico.conflist: No such file"):
+        mtu.ensure_config_mtu(str(link), 1440)
+    assert os.path.islink(link) and os.listdir(tmp_path) == ["10-calico.conflist"]
+
+
+def test_duplicate_plugins_keys_edit_the_last(tmp_path):
+    """Go's encoding/json, like Python's, keeps the last duplicate key: that list is what the runtime runs."""
+    before = fixture_bytes("duplicate-plugins.conflist")
+    path = tmp_path / "10-calico.conflist"
+    path.write_bytes(before)
+    result = mtu.ensure_config_mtu(str(path), 1410)
+    assert result["previous_mtu"] == 1480
+    assert path.read_bytes() == before.replace(b'"mtu": 1480', b'"mtu": 1410')
+    assert b'"mtu": 1500' in path.read_bytes()  # the ignored first list stays as it was
+    assert mtu.config_mtu(path.read_text()) == 1410
+    assert result["warnings"] == ["%s has 2 \"plugins\" keys; container runtimes use only the last one, so that one "
+                                  "was edited and the others were left as they are" % path]

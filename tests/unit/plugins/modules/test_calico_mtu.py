@@ -162,3 +162,36 @@ def test_stale_interfaces(node, result):
     assert result()["stale_interfaces"] == [{"name": "cali0000000000a", "mtu": 1440}, {"name": "cali0000000000b", "mtu": 1500}]
     assert run({"path": str(node), "veth_prefix": "vxl"}) == 0
     assert result()["stale_interfaces"] == []
+
+
+CNI_FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "cni")
+
+
+@pytest.mark.parametrize("fixture, old, warning", [
+    ("install-cni-crlf.conflist", b'"mtu": 0', None),
+    ("install-cni-bom.conflist", b'"mtu": 1500', "starts with a UTF-8 byte order mark"),
+    ("duplicate-plugins.conflist", b'"mtu": 1480', 'has 2 "plugins" keys'),
+])
+def test_diff_shows_the_file_exactly(node, result, warned, fixture, old, warning):
+    with open(os.path.join(CNI_FIXTURES, fixture), "rb") as handle:
+        content = handle.read()
+    node.write_bytes(content)
+    assert run({"path": str(node), "mtu": 1410}, diff=True) == 0
+    answer = result()
+    assert node.read_bytes() == content.replace(old, b'"mtu": 1410')
+    # before and after are the file's exact bytes: CRLF and a BOM survive and would show if they changed
+    assert answer["diff"]["before"].encode() == content
+    assert answer["diff"]["after"].encode() == node.read_bytes()
+    assert [message for message in warned if warning and warning in message] == ([] if warning is None else warned)
+    assert len(warned) == (0 if warning is None else 1)
+
+
+def test_symlink_is_written_through(node, result):
+    target = node.parent / "store.conflist"
+    os.replace(node, target)
+    node.symlink_to(target.name)
+    assert run({"path": str(node), "backup": True}) == 0
+    answer = result()
+    assert answer["changed"] is True and os.path.islink(node)
+    assert json.loads(target.read_text())["plugins"][0]["mtu"] == 1440
+    assert open(answer["backup_file"]).read() == CONFLIST
