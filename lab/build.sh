@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build the lab cluster's binaries from their published Go modules, cached by version.
+# Build the lab cluster's binaries from their published Go modules, cached by version,
+# and the real nodes' container images (lab/images.py, root only: debootstrap).
 #
 #   lab/build.sh            build whatever is missing, print the bin directory
 #
@@ -104,4 +105,6 @@ build_kwok() {
 build_etcd
 build_kwok
 build_kube
+# The real nodes' images (Debian rootfs with python3, pause), cached by content.
+if [ "$(id -u)" -eq 0 ]; then python3 "$here/images.py" >/dev/null; fi
 echo "$cache/bin"

@@ -1,8 +1,9 @@
 """The lab cluster: real etcd, kube-apiserver, kube-controller-manager and kube-scheduler
-built from Go modules, with KWOK simulating the nodes and their kubelets.
+built from Go modules, with KWOK simulating many nodes and a few real nodes (a real
+kubelet and containerd each, see realnodes.py) running real pods.
 
-    python lab/cluster.py up [--nodes N]   build (cached) and start; idempotent
-    python lab/cluster.py down             stop and delete; idempotent
+    python lab/cluster.py up [--nodes N] [--real-nodes M]   build (cached) and start; idempotent
+    python lab/cluster.py down             stop and delete, real nodes included; idempotent
     python lab/cluster.py status           exit 0 when the API answers and nodes are Ready
 
 The kubeconfig is written to one known path (NETMEND_LAB_KUBECONFIG, default
@@ -16,6 +17,9 @@ import os
 import subprocess
 import sys
 import time
+
+import images
+import realnodes
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CACHE = os.environ.get("NETMEND_LAB_CACHE", os.path.expanduser("~/.cache/netmend-lab"))
@@ -130,7 +134,28 @@ def wait(predicate, what, timeout=120):
     raise SystemExit("[lab cluster] timed out after %ss waiting for %s" % (timeout, what))
 
 
-def up(count):
+def kwokctl_config():
+    """kwokctl options the real nodes need: certificate SANs for the `kubernetes` Service
+    address and the underlay gateway, and the API server reaching kubelets by address."""
+    topo = realnodes.Topology(CLUSTER)
+    path = os.path.join(CACHE, "kwokctl-%s.yaml" % CLUSTER)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("\n".join([
+            "apiVersion: config.kwok.x-k8s.io/v1alpha1",
+            "kind: KwokctlConfiguration",
+            "options:",
+            "  kubeApiserverCertSANs: [%s, %s]" % (realnodes.SERVICE_IP, topo.gateway),
+            "componentsPatches:",
+            "- name: kube-apiserver",
+            "  extraArgs:",
+            "  - key: kubelet-preferred-address-types",
+            "    value: InternalIP,Hostname",
+            "",
+        ]))
+    return path
+
+
+def up(count, real):
     started = time.monotonic()
     bins = build()
     v = versions()
@@ -144,6 +169,7 @@ def up(count):
             bins, "create", "cluster",
             "--runtime", "binary",
             "--kubeconfig", KUBECONFIG,
+            "--config", kwokctl_config(),
             "--kube-apiserver-binary", os.path.join(kube, "kube-apiserver"),
             "--kube-controller-manager-binary", os.path.join(kube, "kube-controller-manager"),
             "--kube-scheduler-binary", os.path.join(kube, "kube-scheduler"),
@@ -154,11 +180,14 @@ def up(count):
         wait(api_ready, "the API server")
     ensure_nodes(count)
     wait(lambda: nodes_ready(count), "%d Ready nodes" % count)
+    realnodes.up(real, KUBECONFIG, os.path.join(bins, "kube-%s" % v["KUBE_VERSION"]),
+                 [images.build(name) for name in images.image_specs()], api())
     say("up in %.1fs; KUBECONFIG=%s" % (time.monotonic() - started, KUBECONFIG))
 
 
 def down():
     bins = build()
+    realnodes.down()
     result = kwokctl(bins, "delete", "cluster", check=False, capture=True)
     if result.returncode == 0:
         say("deleted %s" % CLUSTER)
@@ -176,6 +205,11 @@ def status():
     info = client.VersionApi(api()).get_code()
     names = [n.metadata.name for n in client.CoreV1Api(api()).list_node().items]
     say("up: %s, nodes %s, KUBECONFIG=%s" % (info.git_version, ",".join(sorted(names)), KUBECONFIG))
+    topo = realnodes.Topology(CLUSTER)
+    stopped = [n for n in topo.nodes() if not realnodes.running(topo, n)]
+    if stopped:
+        say("real nodes whose processes are gone: %s" % ",".join(stopped))
+        return 1
     return 0
 
 
@@ -183,9 +217,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["up", "down", "status"])
     parser.add_argument("--nodes", type=int, default=int(os.environ.get("NETMEND_LAB_NODES", "3")))
+    parser.add_argument("--real-nodes", type=int, default=int(os.environ.get("NETMEND_LAB_REAL_NODES", "2")))
     args = parser.parse_args(argv)
     if args.action == "up":
-        up(args.nodes)
+        up(args.nodes, args.real_nodes)
         return 0
     if args.action == "down":
         return down()
