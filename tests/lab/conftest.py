@@ -10,6 +10,7 @@ import subprocess
 import pytest
 
 from lab import netlab as _netlab
+from real_pods import LAB_IMAGE, wait_for  # sibling helper module (tests/lab is on sys.path)
 
 # ---------------------------------------------------------------------------
 # Network lab (lab/netlab.py)
@@ -76,24 +77,6 @@ def real_topology(real_nodes):
     from lab import realnodes
 
     return realnodes.Topology()
-
-
-LAB_IMAGE = "python:3.13-slim"  # lab/images.py: Debian's python3 under the agents' default name
-LAB_IPTABLES_IMAGE = "netmend.lab/python-iptables:3.13"
-
-
-def wait_for(predicate, what, timeout=90, interval=0.5):
-    """Poll ``predicate`` until it returns something truthy; fail naming ``what``."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail("timed out after %ss waiting for %s (last: %r)" % (timeout, what, last))
 
 
 @pytest.fixture

@@ -1,0 +1,35 @@
+"""Helpers shared by the real-node tests (tests/lab/test_real_*.py)."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+LAB_IMAGE = "python:3.13-slim"  # lab/images.py: Debian's python3 under the agents' default name
+LAB_IPTABLES_IMAGE = "netmend.lab/python-iptables:3.13"
+
+
+def wait_for(predicate, what, timeout=90, interval=0.5):
+    """Poll ``predicate`` until it returns something truthy; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail("timed out after %ss waiting for %s (last: %r)" % (timeout, what, last))
+
+
+def agent_pods(core, real_nodes, namespace, name):
+    """{node: pod} of a DaemonSet's pod on each real node, once each is Running and Ready."""
+
+    def ready():
+        pods = {}
+        for pod in core.list_namespaced_pod(namespace, label_selector="app.kubernetes.io/name=%s" % name).items:
+            if pod.spec.node_name in real_nodes and pod.status.phase == "Running" and any(
+                    c.type == "Ready" and c.status == "True" for c in pod.status.conditions or []):
+                pods[pod.spec.node_name] = pod
+        return pods if set(pods) == set(real_nodes) else None
+
+    return wait_for(ready, "a Ready %s pod on every real node" % name)
