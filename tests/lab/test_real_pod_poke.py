@@ -73,13 +73,14 @@ def test_pod_poke_agent_finds_real_targets_across_nodes(poke_agent, real_pod, po
                     "the agent on %s to sweep %s" % (real_nodes[0], target.status.pod_ip))
     assert metric(text, "rtt_seconds_count", real_nodes[0]) >= 1
     log = core.read_namespaced_pod_log(agent.metadata.name, AGENT_NAMESPACE)
-    assert re.search(r"sweep.*targets=1.*reachable=1", log), log
+    sweeps = [line for line in log.splitlines() if " sweep " in line]
+    assert any(" reachable=1" in line and " targets=1" in line for line in sweeps), log
     # A deleted pod's address leaves the agent's targets (its watch saw the deletion).
     core.delete_namespaced_pod("target", namespace, grace_period_seconds=0)
     wait_for(lambda: (lambda t: t and metric(t, "targets", real_nodes[0]) == 0)(metrics()),
              "the deleted pod to leave the agent's targets")
     log = core.read_namespaced_pod_log(agent.metadata.name, AGENT_NAMESPACE)
-    assert target.status.pod_ip not in re.findall(r"unreachable.*ip=(\S+)", log)
+    assert target.status.pod_ip not in re.findall(r'unreachable ip="([^"]+)"', log)
 
 
 TOKEN_PROBE = """
