@@ -252,12 +252,16 @@ def remove_switch(topo):
 def sync_routes(topo):
     """Route every node's pod /24 to it from every other node."""
     nodes = topo.nodes()
+    supernet = ipaddress.ip_network(POD_SUPERNET)
     for name in nodes:
-        lines = []
-        for other in nodes:
-            if other != name:
-                lines.append("route replace %s via %s" % (topo.pod_cidr(topo.index(other)),
-                                                          topo.node_ip(topo.index(other))))
+        wanted = {topo.pod_cidr(topo.index(other)): topo.node_ip(topo.index(other)) for other in nodes if other != name}
+        lines = ["route replace %s via %s" % item for item in sorted(wanted.items())]
+        routes = json.loads(run(["ip", "-n", topo.netns(name), "-j", "route", "show"]).stdout or "[]")
+        for route in routes:
+            dst = route.get("dst", "")
+            if route.get("gateway") and "/" in dst and ipaddress.ip_network(dst).subnet_of(supernet) \
+                    and dst not in wanted:
+                lines.append("route del %s" % dst)  # a node that left
         if lines:
             run(["ip", "-n", topo.netns(name), "-batch", "-"], input="\n".join(lines) + "\n")
 
