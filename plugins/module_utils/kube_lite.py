@@ -18,6 +18,8 @@ import urllib.parse
 import urllib.request
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+# 0: no answer at all (refused, reset, timed out, TLS failure).
+TRANSIENT_STATUSES = frozenset((0, 408, 429, 500, 502, 503, 504))
 
 
 class KubeError(Exception):
@@ -28,6 +30,11 @@ class KubeError(Exception):
         self.status = status
         self.reason = reason
         self.body = body
+
+    @property
+    def transient(self):
+        """No answer, or an answer that says "later": worth retrying with a backoff."""
+        return self.status in TRANSIENT_STATUSES
 
 
 class KubeClient:

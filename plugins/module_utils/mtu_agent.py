@@ -3,7 +3,7 @@
 """The calico_mtu agent: keeps a node's Calico CNI config at the right MTU and
 restarts, by eviction, the pods whose interface still has another one. Standard library only.
 
-Run by the DaemonSet (host network, /etc/cni/net.d mounted) as::
+Run by the DaemonSet (host network, the CNI config's parent folder, /etc/cni, mounted) as::
 
     python3 -m ansible_collections.netmend.k8s.plugins.module_utils.agent calico_mtu [options]
 
@@ -13,6 +13,12 @@ while evictions are pending and every ``--resync`` seconds, lists the pods of it
 node and evicts those whose host-side ``cali*`` veth has a different MTU: one at a
 time, waiting for each to go, so PodDisruptionBudgets hold. A refused eviction is
 retried on a later pass, never forced.
+
+A node without the Calico config (no Calico CNI there yet, or never) gets an
+agent that waits: it logs once that there is nothing to do, stays ready, and
+applies the MTU as soon as Calico's install-cni writes the file. A config it
+cannot fix, or an API server that refuses it, makes it not ready; an API
+server that is briefly unreachable is retried after a backoff.
 """
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ import argparse
 import os
 import time
 
-from ansible_collections.netmend.k8s.plugins.module_utils.agent import Stopper, log, node_name, run_every
+from ansible_collections.netmend.k8s.plugins.module_utils.agent import Heartbeat, Stopper, log, node_name, run_every
 from ansible_collections.netmend.k8s.plugins.module_utils.kube_lite import KubeClient, KubeError, pods_path
 from ansible_collections.netmend.k8s.plugins.module_utils.mtu import (
     DEFAULT_CONFLIST,
@@ -63,19 +69,32 @@ def parse_args(argv):
 class MtuAgent:
     """One node's reconcile pass; ``step()`` is called every interval."""
 
-    def __init__(self, client, node, options, own_pod=(None, None), stopper=None, clock=time.monotonic):
+    def __init__(self, client, node, options, own_pod=(None, None), stopper=None, clock=time.monotonic,
+                 heartbeat=None):
         self.client = client
         self.node = node
         self.options = options
         self.own_pod = tuple(own_pod)
         self.stopper = stopper or Stopper()
         self.clock = clock
+        self.heartbeat = heartbeat
+        self.waiting = False  # no Calico config on this node (logged once)
         self.next_pod_check = None  # None: check on the next pass
         self.pending = set()  # (namespace, name) refused by a disruption budget
         self.settle_until = 0.0
 
     def step(self):
+        """One pass; False when it could not do its job (readiness), transient API failures raised for the backoff."""
         options = self.options
+        if not os.path.exists(options.path):
+            if not self.waiting:
+                log(FIX, "no Calico CNI config on this node, waiting for it", path=options.path)
+                self.waiting = True
+            return True  # nothing to fix here is not a fault
+        if self.waiting:
+            log(FIX, "Calico CNI config appeared", path=options.path)
+            self.waiting = False
+            self.next_pod_check = None
         try:
             plan = plan_mtu(options.mtu, options.encapsulation, options.ip_family, options.interface_pattern,
                             options.force, options.sys_root)
@@ -83,7 +102,7 @@ class MtuAgent:
         except MtuError as exc:
             # New pods would get a wrong MTU too: evicting now would only repeat the fault.
             log(FIX, "cannot set the MTU, will retry", error=str(exc))
-            return
+            return False
         if outcome["changed"]:
             log(FIX, "set conflist mtu", path=options.path, mtu=plan["mtu"], previous=outcome["previous_mtu"],
                 source=plan["mtu_source"])
@@ -91,14 +110,17 @@ class MtuAgent:
             self.next_pod_check = None
             self.settle_until = self.clock() + 3 * options.interval
         if not self._pods_due():
-            return
+            return True
         try:
             self.restart_stale_pods(plan["mtu"])
         except KubeError as exc:
-            log(FIX, "API call failed, will retry", error=str(exc))
             self.next_pod_check = None
-            return
+            if exc.transient:
+                raise  # run_every logs it and retries after a backoff
+            log(FIX, "API call refused, will retry", error=str(exc))
+            return False
         self.next_pod_check = self.clock() + options.resync
+        return True
 
     def _pods_due(self):
         now = self.clock()
@@ -161,6 +183,8 @@ class MtuAgent:
                 raise
             if (pod.get("metadata") or {}).get("uid") != uid:
                 return True  # a new pod under the same name (StatefulSet)
+            if self.heartbeat is not None:
+                self.heartbeat.beat(self.options.interval + 15.0)  # evicting one by one is doing the job
             if self.stopper.sleep(0.5):
                 return False
         return False
@@ -171,8 +195,10 @@ def agent_main(argv):
     stopper = Stopper().install()
     client = KubeClient.from_environment()
     own_pod = (os.environ.get("POD_NAMESPACE"), os.environ.get("POD_NAME"))
-    agent = MtuAgent(client, node_name(), options, own_pod=own_pod, stopper=stopper)
+    heartbeat = Heartbeat.from_environment()
+    agent = MtuAgent(client, node_name(), options, own_pod=own_pod, stopper=stopper, heartbeat=heartbeat)
     log(FIX, "started", node=agent.node, path=options.path, mtu=options.mtu if options.mtu else "auto",
         encapsulation=options.encapsulation, interval=options.interval)
-    run_every(agent.step, options.interval, stopper, jitter=0.1, max_iterations=options.max_iterations)
+    run_every(agent.step, options.interval, stopper, jitter=0.1, max_iterations=options.max_iterations,
+              heartbeat=heartbeat)
     return 0

@@ -14,10 +14,12 @@ Standard library only: it runs on a stock python image from a ConfigMap.
 from __future__ import annotations
 
 import argparse
+import http.client
 import http.server
 import os
 import re
 import threading
+import time
 
 from ansible_collections.netmend.k8s.plugins.module_utils import agent
 from ansible_collections.netmend.k8s.plugins.module_utils import poke
@@ -147,13 +149,18 @@ def is_ready(pod):
 class PodTargets:
     """The current targets, kept by list-then-watch; ``follow`` runs in a thread."""
 
-    def __init__(self, client, pod_filter, watch_timeout=300, metrics=None, log=agent.log):
+    def __init__(self, client, pod_filter, watch_timeout=300, metrics=None, log=agent.log, max_stale=120.0,
+                 clock=time.monotonic):
         self.client = client
         self.filter = pod_filter
         self.watch_timeout = watch_timeout
         self.metrics = metrics or Metrics()
         self.log = log
+        self.max_stale = max_stale
+        self.clock = clock
         self.resource_version = None
+        self.synced = threading.Event()
+        self.failing_since = None
         self._pods = {}
         self._lock = threading.Lock()
 
@@ -172,6 +179,7 @@ class PodTargets:
         with self._lock:
             self._pods = pods
         self.resource_version = (answer.get("metadata") or {}).get("resourceVersion")
+        self.synced.set()
 
     def apply(self, event):
         """One watch event; returns nothing, updates the set and the resourceVersion."""
@@ -205,15 +213,40 @@ class PodTargets:
             self.log(FIX, "watch expired, listing again", resource_version=self.resource_version or "")
             self.resource_version = None
 
-    def follow(self, stopper, retry=5.0):
+    def current(self):
+        """True once listed, and while the watch has not been failing for longer than ``max_stale`` seconds."""
+        if not self.synced.is_set():
+            return False
+        return self.failing_since is None or self.clock() - self.failing_since <= self.max_stale
+
+    def follow(self, stopper, backoff=None):
+        """List, then watch, until stopped; a failed list or a broken watch is retried after a backoff.
+
+        The last target set is kept meanwhile and the watch resumes from the same
+        resourceVersion, so an API server restart costs no re-list unless it answers 410.
+        """
+        backoff = backoff or agent.Backoff()
         while not stopper.stopped:
+            started = self.clock()
             try:
                 self.watch_once()
-            except (KubeError, OSError, ValueError) as exc:
-                # API server restarting or unreachable: keep the last set, retry from the same version.
-                self.log(FIX, "watch failed, retrying", error=str(exc), retry_s=retry)
-                if stopper.sleep(retry):
+            except (KubeError, OSError, http.client.HTTPException, ValueError) as exc:
+                # ValueError: a stream cut inside a JSON line.
+                if self.failing_since is None:
+                    self.failing_since = self.clock()
+                pause = backoff.next_delay()
+                self.log(FIX, "cannot list pods, retrying" if not self.synced.is_set() else "watch failed, retrying",
+                         error=str(exc) or type(exc).__name__, attempt=backoff.failures, retry_s=round(pause, 2))
+                if stopper.sleep(pause):
                     return
+                continue
+            if backoff.failures:
+                self.log(FIX, "watching again", failed_attempts=backoff.failures,
+                         resource_version=self.resource_version or "")
+            backoff.reset()
+            self.failing_since = None
+            if self.clock() - started < 1.0 and stopper.sleep(1.0):
+                return  # a server that ends every watch at once is not polled in a tight loop
 
 
 def _key(pod):
@@ -292,16 +325,25 @@ def _number(value):
     return repr(float(value)) if isinstance(value, float) else str(value)
 
 
-def serve_metrics(metrics, address, port):
-    """Serve /metrics in a daemon thread; returns the server (its port may have been 0)."""
+def serve_metrics(metrics, address, port, ready=lambda: True):
+    """Serve /metrics and /healthz in a daemon thread; returns the server (its port may have been 0).
+
+    /healthz answers 503 while ``ready()`` is false, for scrapers and humans; the
+    kubelet's readiness probe reads the heartbeat instead, as for every agent.
+    """
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             if self.path.split("?")[0] not in ("/metrics", "/healthz"):
                 self.send_error(404)
                 return
-            body = (metrics.render() if self.path.startswith("/metrics") else "ok\n").encode()
-            self.send_response(200)
+            status = 200
+            if self.path.startswith("/metrics"):
+                body = metrics.render().encode()
+            else:
+                status = 200 if ready() else 503
+                body = b"ok\n" if status == 200 else b"not ready: no current pod list\n"
+            self.send_response(status)
             self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -331,6 +373,7 @@ class Sweeper:
         self.down = set()
 
     def __call__(self):
+        """One sweep; False (not doing its job) while the target set is stale."""
         result = self.sweep(self.targets.snapshot(), **self.options)
         self.metrics.observe(result)
         down = {}
@@ -344,7 +387,7 @@ class Sweeper:
         self.log(FIX, "sweep", targets=result["total"], reachable=len(result["reachable"]),
                  unreachable=len(result["unreachable"]), mtu_blackholed=len(result["mtu_blackholed"]),
                  duration_s=result["duration_s"])
-        return result
+        return self.targets.current()
 
 
 # --------------------------------------------------------------------------- entry point
@@ -371,6 +414,8 @@ def build_parser():
     parser.add_argument("--metrics-address", default="", help="address to serve metrics on (default all)")
     parser.add_argument("--metrics-port", type=int, default=9477, help="0 picks a free port, -1 serves none")
     parser.add_argument("--watch-timeout", type=int, default=300, help="seconds per watch request")
+    parser.add_argument("--max-stale", type=float, default=120.0,
+                        help="seconds the watch may keep failing before the agent reports itself not ready")
     parser.add_argument("--max-iterations", type=int, default=None, help="stop after this many sweeps")
     parser.add_argument("--once", action="store_true", help="one sweep, then exit")
     return parser
@@ -387,18 +432,18 @@ def agent_main(argv, client=None, sweep=poke.sweep, stopper=None):
         return 2
     stopper = stopper or agent.Stopper().install()
     metrics = Metrics(os.environ.get("NODE_NAME", ""))
+    # The first list happens in the watch thread, retried with a backoff: an API server
+    # that is briefly unreachable makes the agent wait (not ready), not crash-loop.
+    targets = PodTargets(client, pod_filter, args.watch_timeout, metrics, max_stale=args.max_stale)
     if args.metrics_port >= 0:
-        server = serve_metrics(metrics, args.metrics_address, args.metrics_port)
+        server = serve_metrics(metrics, args.metrics_address, args.metrics_port, ready=targets.current)
         agent.log(FIX, "serving metrics", port=server.server_address[1])
-    targets = PodTargets(client, pod_filter, args.watch_timeout, metrics)
-    try:
-        targets.relist()
-    except KubeError as exc:
-        agent.log(FIX, "cannot list pods", error=str(exc))
-        return 1
     threading.Thread(target=targets.follow, args=(stopper,), name="watch", daemon=True).start()
     options = dict(timeout=args.timeout, count=args.count, size=args.size, mtu_probe=args.mtu_probe, rate=args.rate)
     sweeper = Sweeper(targets, metrics, options, sweep=sweep)
+    while not targets.synced.wait(0.2):
+        if stopper.stopped:
+            return 0
     agent.log(FIX, "started", namespaces=",".join(args.namespaces) or "*",
               exclude=",".join(pod_filter.exclude_namespaces), selector=args.label_selector,
               only_not_ready=args.only_not_ready, interval=args.interval)

@@ -147,14 +147,62 @@ def test_bad_config_logs_and_evicts_nothing(node, capsys):
     assert path.read_text() == '{"plugins": [{"type": "flannel"}]}'
 
 
-def test_api_failure_is_logged_and_retried(node, capsys):
+def test_unreachable_api_is_left_to_the_loops_backoff(node):
     class Down(FakeClient):
         def list(self, path, **query):
             raise KubeError("GET /api/v1/pods: connection refused")
     agent = make_agent(node, Down([]))
-    agent.step()
-    assert "API call failed, will retry" in capsys.readouterr().out
+    with pytest.raises(KubeError):
+        agent.step()
     assert agent.next_pod_check is None
+    assert json.loads(node.path.read_text())["plugins"][0]["mtu"] == 1440  # the file was still fixed
+
+
+def test_refusing_api_is_logged_and_makes_the_agent_not_ready(node, capsys):
+    class Refusing(FakeClient):
+        def list(self, path, **query):
+            raise KubeError("GET /api/v1/pods: 403 forbidden", status=403)
+    agent = make_agent(node, Refusing([]))
+    assert agent.step() is False
+    assert "API call refused, will retry" in capsys.readouterr().out
+    assert agent.next_pod_check is None
+
+
+def test_bad_config_makes_the_agent_not_ready(node):
+    node.path.write_text('{"plugins": [{"type": "flannel"}]}')
+    assert make_agent(node, FakeClient([])).step() is False
+
+
+def test_node_without_calico_config_waits_ready_then_applies(node, capsys):
+    node.path.unlink()
+    node.add_link(veth_name("default", "wrong"), 1500)
+    client = FakeClient([pod("wrong")])
+    agent = make_agent(node, client)
+    assert agent.step() is True and agent.step() is True  # nothing to do is not a fault
+    out = capsys.readouterr().out
+    assert out.count("no Calico CNI config on this node, waiting for it") == 1
+    assert client.calls == [] and not node.path.exists()
+    node.path.write_text(CONFLIST)  # calico-node's install-cni arrives
+    assert agent.step() is True
+    assert "Calico CNI config appeared" in capsys.readouterr().out
+    assert json.loads(node.path.read_text())["plugins"][0]["mtu"] == 1440
+    assert evictions(client) == [("default", "wrong")]
+
+
+def test_waiting_for_an_evicted_pod_keeps_the_heartbeat(node, tmp_path):
+    from ansible_collections.netmend.k8s.plugins.module_utils import agent as agent_loop
+
+    node.add_link(veth_name("default", "slow"), 1500)
+
+    class Slow(FakeClient):
+        def evict(self, namespace, name):
+            self.calls.append(("evict", namespace, name))
+            return True  # accepted, but the pod stays until the timeout
+
+    heartbeat = agent_loop.Heartbeat(str(tmp_path / "heartbeat"))
+    options = mtu_agent.parse_args(["--path", str(node.path), "--sys-root", str(node.net), "--eviction-timeout", "0.6"])
+    mtu_agent.MtuAgent(Slow([pod("slow")]), "node-a", options, heartbeat=heartbeat).step()
+    assert agent_loop.readiness(heartbeat.path)[0]
 
 
 def test_explicit_mtu_and_arguments(node):

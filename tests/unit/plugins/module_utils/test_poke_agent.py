@@ -164,6 +164,103 @@ def test_gone_relists_and_other_errors_propagate():
         targets.watch_once()
 
 
+class FailingListClient(FakeClient):
+    """The first ``failures`` lists fail as an unreachable API server does."""
+
+    def __init__(self, pods, watches, failures):
+        super().__init__(pods, watches)
+        self.failures = failures
+
+    def list(self, path, **query):
+        if self.failures:
+            self.failures -= 1
+            self.calls.append(("list-failed", path, query))
+            raise KubeError("GET %s: [Errno 111] Connection refused" % path)
+        return super().list(path, **query)
+
+
+class RecordingStopper(agent.Stopper):
+    """Records pauses instead of sleeping; stops once the fake client has nothing more to say."""
+
+    def __init__(self, client, stop_after):
+        super().__init__()
+        self.client = client
+        self.stop_after = stop_after
+        self.pauses = []
+
+    def sleep(self, seconds):
+        self.pauses.append(round(seconds, 3))
+        if len(self.client.calls) >= self.stop_after:
+            self.event.set()
+        return self.stopped
+
+
+def test_first_list_is_retried_with_backoff_not_fatal():
+    client = FailingListClient([pod("a", ip="10.0.0.1", uid="u1")], [[]], failures=3)
+    logs = []
+    targets = poke_agent.PodTargets(client, poke_agent.PodFilter(), log=lambda fix, message, **k: logs.append((message, k)))
+    stopper = RecordingStopper(client, stop_after=5)
+    assert not targets.current()
+    targets.follow(stopper, backoff=agent.Backoff(initial=1.0, cap=4.0, rng=lambda: 0.0))
+    assert [call[0] for call in client.calls] == ["list-failed"] * 3 + ["list", "watch"]
+    assert stopper.pauses == [1.0, 2.0, 4.0, 1.0]  # backoff, then the quick-watch guard
+    assert [message for message, _ in logs] == ["cannot list pods, retrying"] * 3 + ["watching again"]
+    assert [fields["attempt"] for _, fields in logs[:3]] == [1, 2, 3]
+    assert "Connection refused" in logs[0][1]["error"]
+    assert ips(targets) == ["10.0.0.1"] and targets.current()
+
+
+def test_broken_watch_is_re_established_from_the_same_version():
+    import http.client
+
+    client = FakeClient([pod("a", ip="10.0.0.1", uid="u1")], [
+        [{"type": "ADDED", "object": pod("b", ip="10.0.0.2", uid="u2", version="101")}],
+        http.client.IncompleteRead(b""),  # the API server went away mid-stream
+        ConnectionRefusedError(111, "Connection refused"),
+        [{"type": "DELETED", "object": pod("a", ip="10.0.0.1", uid="u1", version="102")}],
+    ])
+    logs = []
+    clock = [0.0]
+    targets = poke_agent.PodTargets(client, poke_agent.PodFilter(), max_stale=10.0, clock=lambda: clock[0],
+                                    log=lambda fix, message, **k: logs.append(message))
+    stopper = RecordingStopper(client, stop_after=5)
+    original_sleep = stopper.sleep
+
+    def sleep(seconds):
+        clock[0] += seconds
+        assert targets.synced.is_set() and ips(targets)  # the last set is kept while failing
+        return original_sleep(seconds)
+    stopper.sleep = sleep
+    targets.follow(stopper, backoff=agent.Backoff(initial=1.0, rng=lambda: 0.0))
+    assert [call[0] for call in client.calls] == ["list", "watch", "watch", "watch", "watch"]
+    assert [call[1] for call in client.calls[1:]] == ["100", "101", "101", "101"]
+    assert logs == ["watch failed, retrying", "watch failed, retrying", "watching again"]
+    assert ips(targets) == ["10.0.0.2"]
+    assert targets.failing_since is None and targets.current()
+
+
+def test_target_set_is_not_current_after_failing_longer_than_max_stale():
+    clock = [100.0]
+    targets = poke_agent.PodTargets(FakeClient([pod("a")], []), poke_agent.PodFilter(), max_stale=60.0,
+                                    clock=lambda: clock[0])
+    targets.relist()
+    targets.failing_since = 100.0
+    clock[0] = 160.0
+    assert targets.current()
+    clock[0] = 160.5
+    assert not targets.current()
+
+
+def test_sweeper_reports_not_doing_its_job_on_a_stale_set():
+    class Stale(StaticTargets):
+        def current(self):
+            return False
+    sweeper = poke_agent.Sweeper(Stale(["10.0.0.1"]), poke_agent.Metrics(), {},
+                                 sweep=lambda targets, **options: result_for(["10.0.0.1"], []),
+                                 log=lambda *a, **k: None)
+    assert sweeper() is False
+
+
 def test_only_not_ready_drops_pods_that_become_ready():
     client = FakeClient([pod("a", uid="u1", ready=False)], [
         [{"type": "MODIFIED", "object": pod("a", uid="u1", ready=True, version="101")}]])
@@ -188,6 +285,9 @@ class StaticTargets:
 
     def snapshot(self):
         return [{"ip": ip} for ip in self.ips]
+
+    def current(self):
+        return True
 
 
 def test_sweeper_logs_each_newly_unreachable_target_once():
