@@ -11,7 +11,7 @@ the machine changes:
 - pods: the standard CNI plugins (``bridge`` + ``host-local``, Debian's
   containernetworking-plugins) on ``cni0``, each node its own /24 of
   :data:`POD_SUPERNET`, the other nodes' /24s routed over the underlay. A chained
-  plugin (lab/cni/netmend-lab-veth) names the host-side veth the Calico way.
+  plugin (lab/cni_veth.py) names the host-side veth the Calico way.
   Calico's own CNI plugin cannot be built here (a Go module it needs is not served),
   so Calico stays a configuration the lab installs and inspects, not the pod network.
 - the ``kubernetes`` Service: there is no kube-proxy; the node's nat table DNATs
@@ -330,7 +330,6 @@ def _cni_bin(topo):
     path = os.path.join(topo.state, "cni-bin")
     os.makedirs(path, exist_ok=True)
     wanted = {name: os.path.join("/usr/lib/cni", name) for name in os.listdir("/usr/lib/cni")}
-    wanted["netmend-lab-veth"] = os.path.join(HERE, "cni", "netmend-lab-veth")
     for name, target in wanted.items():
         link = os.path.join(path, name)
         if os.path.islink(link) and os.readlink(link) == target:
@@ -338,6 +337,11 @@ def _cni_bin(topo):
         if os.path.lexists(link):
             os.unlink(link)
         os.symlink(target, link)
+    wrapper = os.path.join(path, "netmend-lab-veth")
+    with open(wrapper + ".tmp", "w", encoding="utf-8") as handle:
+        handle.write('#!/bin/sh\nexec /usr/bin/python3 %s "$@"\n' % os.path.join(HERE, "cni_veth.py"))
+    os.chmod(wrapper + ".tmp", 0o755)
+    os.replace(wrapper + ".tmp", wrapper)
     return path
 
 

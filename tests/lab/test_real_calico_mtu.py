@@ -2,7 +2,7 @@
 
 The node's CNI directory gets a Calico-shaped conflist beside the lab's own (which
 sorts first, so containerd keeps wiring pods with the standard plugins). The lab names
-each pod's host-side veth the Calico way (lab/cni/netmend-lab-veth), so the agent maps
+each pod's host-side veth the Calico way (lab/cni_veth.py), so the agent maps
 pods to veths exactly as on a Calico node. With VXLAN and the node's 1500-byte eth0
 the agent computes 1450, writes it into the conflist, and evicts exactly the pods whose
 veth has another MTU, while a PodDisruptionBudget holds one of them back.

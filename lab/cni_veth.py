@@ -1,9 +1,11 @@
-#!/usr/bin/python3
-"""CNI plugin chained after ``bridge`` on the lab's real nodes: renames the pod's
+"""CNI plugin ``netmend-lab-veth``, chained after ``bridge`` on the lab's real nodes: renames the pod's
 host-side veth to the name Calico would give it, ``cali`` + sha1("<namespace>.<pod>")[:11],
 so node-side code that maps pods to veths the Calico way (the calico_mtu agent) works
-on the standard plugins. Standard library only; runs in the node's network namespace.
+on the standard plugins. Standard library only; runs in the node's network namespace, started by a wrapper
+that lab/realnodes.py writes into the node's CNI bin directory.
 """
+from __future__ import annotations
+
 import hashlib
 import json
 import os
