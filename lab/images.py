@@ -3,9 +3,10 @@
     python3 lab/images.py            build what is missing, print one image archive path per line
 
 Three images, each a Docker image archive (what ``ctr images import`` reads) cached
-under ``${NETMEND_LAB_CACHE:-~/.cache/netmend-lab}/images/`` by a key over everything
-that goes into it (this file, the Debian suite and package list, the pause source and
-Go version), so a change rebuilds only that image:
+under ``${NETMEND_LAB_CACHE:-~/.cache/netmend-lab}/images/``. An image's one layer is
+cached by a key over what goes into it (the Debian suite and package list, or the pause
+source and Go version), the archive by the layer's key and this file, so a change
+rebuilds only what it affects:
 
 - ``python:3.13-slim``: a Debian root filesystem with python3 (``debootstrap
   --variant=minbase``), tagged as the agents' default image so the roles run unchanged.
@@ -22,6 +23,7 @@ overrides it). Runs as root (debootstrap).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -63,11 +65,13 @@ def say(message):
     print("[lab images] %s" % message, file=sys.stderr, flush=True)
 
 
-def key(name, kind, inputs):
-    digest = hashlib.sha256()
-    with open(os.path.abspath(__file__), "rb") as handle:
-        digest.update(handle.read())
-    digest.update(json.dumps([name, kind, inputs], sort_keys=True).encode())
+# Bump when the way a root filesystem is made changes (its inputs are keyed already).
+LAYER_RECIPE = 1
+
+
+def layer_key(kind, inputs):
+    """Key of an image's one layer: what goes into the root filesystem."""
+    digest = hashlib.sha256(json.dumps([LAYER_RECIPE, kind, inputs], sort_keys=True).encode())
     if kind == "pause":
         with open(inputs["source"], "rb") as handle:
             digest.update(handle.read())
@@ -75,10 +79,22 @@ def key(name, kind, inputs):
     return digest.hexdigest()[:16]
 
 
-def archive_path(name):
+def _slug(name):
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def layer_path(name):
     kind, inputs = image_specs()[name]
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-    return os.path.join(IMAGES, "%s-%s.tar" % (slug, key(name, kind, inputs)))
+    return os.path.join(IMAGES, "layers", "%s-%s.tar" % (_slug(name), layer_key(kind, inputs)))
+
+
+def archive_path(name):
+    """The image archive: keyed by its layer and by this file (the image config it writes)."""
+    digest = hashlib.sha256()
+    with open(os.path.abspath(__file__), "rb") as handle:
+        digest.update(handle.read())
+    digest.update(json.dumps([name, os.path.basename(layer_path(name))]).encode())
+    return os.path.join(IMAGES, "%s-%s.tar" % (_slug(name), digest.hexdigest()[:16]))
 
 
 def debian_mirror():
@@ -127,56 +143,74 @@ def pause_rootfs(dest, source):
                    check=True, env=env, cwd=os.path.dirname(source))
 
 
-def pack(rootfs, name, out, entrypoint):
-    """Write a Docker image archive of ``rootfs`` tagged ``name`` to ``out`` (atomically)."""
-    with tempfile.TemporaryDirectory(dir=IMAGES) as work:
-        layer = os.path.join(work, "layer.tar")
-        subprocess.run(["tar", "--numeric-owner", "--xattrs", "--sort=name", "--mtime=@0",
-                        "-C", rootfs, "-cf", layer, "."], check=True)
-        diff_id = hashlib.sha256()
-        with open(layer, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                diff_id.update(block)
-        config = {
-            "architecture": "amd64",
-            "os": "linux",
-            "config": {"Env": [PATH_ENV], "Entrypoint": entrypoint, "WorkingDir": "/"},
-            "rootfs": {"type": "layers", "diff_ids": ["sha256:" + diff_id.hexdigest()]},
-        }
-        config_bytes = json.dumps(config, sort_keys=True).encode()
-        config_name = hashlib.sha256(config_bytes).hexdigest() + ".json"
-        with open(os.path.join(work, config_name), "wb") as handle:
-            handle.write(config_bytes)
-        with open(os.path.join(work, "manifest.json"), "w", encoding="utf-8") as handle:
-            json.dump([{"Config": config_name, "RepoTags": [name], "Layers": ["layer.tar"]}], handle)
-        partial = out + ".partial"
-        with tarfile.open(partial, "w") as archive:
-            for member in ("manifest.json", config_name, "layer.tar"):
-                archive.add(os.path.join(work, member), arcname=member)
-        os.replace(partial, out)
-
-
-def build(name):
-    out = archive_path(name)
+def make_layer(name):
+    """The image's layer (a tar of its root filesystem), built unless cached."""
+    out = layer_path(name)
     if os.path.exists(out):
         return out
     kind, inputs = image_specs()[name]
-    os.makedirs(IMAGES, exist_ok=True)
-    say("building %s" % name)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    say("building the root filesystem of %s" % name)
     with tempfile.TemporaryDirectory(dir=IMAGES) as work:
         rootfs = os.path.join(work, "rootfs")
         if kind == "debian":
             debian_rootfs(rootfs, inputs["suite"], inputs["packages"])
-            entrypoint = ["python3"]
         else:
             pause_rootfs(rootfs, inputs["source"])
-            entrypoint = ["/pause"]
-        pack(rootfs, name, out, entrypoint)
-    # Archives of earlier keys for the same name are dead weight.
-    prefix = os.path.basename(out).rsplit("-", 1)[0] + "-"
-    for old in os.listdir(IMAGES):
-        if old.startswith(prefix) and old.endswith(".tar") and old != os.path.basename(out):
-            os.unlink(os.path.join(IMAGES, old))
+        subprocess.run(["tar", "--numeric-owner", "--xattrs", "--sort=name", "--mtime=@0",
+                        "-C", rootfs, "-cf", out + ".partial", "."], check=True)
+    os.replace(out + ".partial", out)
+    _drop_older(out)
+    return out
+
+
+def pack(name, layer, out):
+    """Write a Docker image archive of ``layer`` tagged ``name`` to ``out`` (atomically).
+
+    Like the stock images: python3 is the command (not an entrypoint, so a pod's
+    ``args`` alone do not run under python3); the pause image's entrypoint is /pause."""
+    kind, _inputs = image_specs()[name]
+    diff_id = hashlib.sha256()
+    with open(layer, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            diff_id.update(block)
+    run_config = {"Env": [PATH_ENV], "WorkingDir": "/"}
+    run_config.update({"Entrypoint": ["/pause"]} if kind == "pause" else {"Cmd": ["python3"]})
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": run_config,
+        "rootfs": {"type": "layers", "diff_ids": ["sha256:" + diff_id.hexdigest()]},
+    }
+    config_bytes = json.dumps(config, sort_keys=True).encode()
+    config_name = hashlib.sha256(config_bytes).hexdigest() + ".json"
+    manifest = json.dumps([{"Config": config_name, "RepoTags": [name], "Layers": ["layer.tar"]}]).encode()
+    with tarfile.open(out + ".partial", "w") as archive:
+        for member, data in (("manifest.json", manifest), (config_name, config_bytes)):
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+        archive.add(layer, arcname="layer.tar")
+    os.replace(out + ".partial", out)
+    _drop_older(out)
+
+
+def _drop_older(path):
+    """Files of earlier keys for the same image are dead weight."""
+    folder, base = os.path.split(path)
+    prefix = base.rsplit("-", 1)[0] + "-"
+    for old in os.listdir(folder):
+        if old.startswith(prefix) and old.endswith(".tar") and old != base:
+            os.unlink(os.path.join(folder, old))
+
+
+def build(name):
+    """Path of the image archive, built unless cached."""
+    out = archive_path(name)
+    if not os.path.exists(out):
+        os.makedirs(IMAGES, exist_ok=True)
+        pack(name, make_layer(name), out)
+        say("packed %s" % name)
     return out
 
 

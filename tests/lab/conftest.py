@@ -134,8 +134,8 @@ def pod_exec(kube_admin):
         ws = stream(core.connect_get_namespaced_pod_exec, name, namespace, command=argv,
                     stderr=True, stdout=True, stdin=False, tty=False, _preload_content=False)
         ws.run_forever(timeout=timeout)
+        code = ws.returncode  # before read_all(), which drops the error channel that carries it
         output = ws.read_all()
-        code = ws.returncode
         ws.close()
         return output, code
 
