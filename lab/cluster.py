@@ -27,6 +27,7 @@ KUBECONFIG = os.environ.get("NETMEND_LAB_KUBECONFIG", os.path.join(CACHE, "kubec
 CLUSTER = os.environ.get("NETMEND_LAB_CLUSTER", "netmend-lab")
 WORKDIR = os.path.join(CACHE, "kwok")
 NODE_PREFIX = "kwok-node-"
+KWOK_ANNOTATION = ("kwok.x-k8s.io/node", "fake")  # the nodes KWOK simulates; real nodes lack it
 
 
 def say(message):
@@ -93,7 +94,7 @@ def ensure_nodes(count):
             "metadata": {
                 "name": name,
                 # kwok's controller manages nodes carrying this annotation.
-                "annotations": {"node.alpha.kubernetes.io/ttl": "0", "kwok.x-k8s.io/node": "fake"},
+                "annotations": {"node.alpha.kubernetes.io/ttl": "0", KWOK_ANNOTATION[0]: KWOK_ANNOTATION[1]},
                 "labels": {
                     "kubernetes.io/hostname": name,
                     "kubernetes.io/os": "linux",
@@ -150,6 +151,15 @@ def kwokctl_config():
             "  extraArgs:",
             "  - key: kubelet-preferred-address-types",
             "    value: InternalIP,Hostname",
+            # KWOK's binary runtime manages every node; a real node's kubelet must not
+            # have to fight it for the node's Lease and pods (the KWOK nodes carry this annotation).
+            "- name: kwok-controller",
+            "  extraArgs:",
+            "  - key: manage-all-nodes",
+            "    value: 'false'",
+            "    override: true",
+            "  - key: manage-nodes-with-annotation-selector",
+            "    value: %s=%s" % KWOK_ANNOTATION,
             "",
         ]))
     return path
@@ -159,6 +169,13 @@ def up(count, real):
     started = time.monotonic()
     bins = build()
     v = versions()
+    saved = os.path.join(WORKDIR, "clusters", CLUSTER, "kwok.yaml")
+    if api_ready() and os.path.exists(saved):
+        with open(saved, encoding="utf-8") as handle:
+            if "manage-nodes-with-annotation-selector" not in handle.read():
+                say("%s was created before the real nodes (no SANs or KWOK node selector): recreating" % CLUSTER)
+                realnodes.down()
+                kwokctl(bins, "delete", "cluster", check=False, capture=True)
     if not api_ready():
         # A cluster that exists but does not answer (a reboot, a killed process) is recreated.
         kwokctl(bins, "delete", "cluster", check=False, capture=True)
