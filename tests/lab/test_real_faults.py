@@ -7,7 +7,7 @@ import signal
 import subprocess
 
 import pytest
-from real_pods import agent_pods, wait_for  # sibling helper module (tests/lab is on sys.path)
+from real_pods import agent_pods, module_namespace, wait_for  # noqa: F401 - fixture; sibling helper module
 from test_real_pod_poke import AGENT_NAMESPACE, DAEMONSET, METRICS_PORT, metric, poke_agent  # noqa: F401 - fixture
 
 from lab import images, realnodes
@@ -39,7 +39,9 @@ def sees_targets(pod_exec, namespace, reader, agent_pod, node, count):
     return rc == 0 and metric(text, "targets", node) == count and metric(text, "unreachable", node) == 0
 
 
-def test_agents_survive_a_control_plane_restart(poke_agent, kube_admin, real_pod, pod_exec, namespace, real_nodes):
+def test_agents_survive_a_control_plane_restart(poke_agent, kube_admin, real_pod, pod_exec, module_namespace,
+                                                real_nodes):
+    namespace = module_namespace
     from kubernetes import client
 
     core = client.CoreV1Api(kube_admin)
@@ -66,8 +68,9 @@ def realnodes_ready(core, names):
     return set(names) <= ready
 
 
-def test_agents_survive_a_kubelet_restart(poke_agent, kube_admin, real_pod, pod_exec, namespace, real_nodes,
+def test_agents_survive_a_kubelet_restart(poke_agent, kube_admin, real_pod, pod_exec, module_namespace, real_nodes,
                                           real_topology):
+    namespace = module_namespace
     from kubernetes import client
 
     core = client.CoreV1Api(kube_admin)
@@ -81,9 +84,9 @@ def test_agents_survive_a_kubelet_restart(poke_agent, kube_admin, real_pod, pod_
                       if realnodes._read("/proc/%d/comm" % pid).strip() == "kubelet" and pid != kubelets[0]],
              "the node to start a new kubelet")
     # The running agent kept running (same container, no restart), and the node still runs new pods.
-    real_pod(namespace, "reader", node, ["sleep", "3600"])
-    real_pod(namespace, "target", real_nodes[1], ["sleep", "3600"], labels={"role": "target"})
-    wait_for(lambda: sees_targets(pod_exec, namespace, "reader", poke_agent[real_nodes[0]], real_nodes[0], 1),
+    real_pod(namespace, "reader2", node, ["sleep", "3600"])
+    real_pod(namespace, "target2", real_nodes[1], ["sleep", "3600"], labels={"role": "target"})
+    wait_for(lambda: sees_targets(pod_exec, namespace, "reader2", poke_agent[real_nodes[0]], real_nodes[0], 1),
              "the agent to find the pod started by the new kubelet")
     assert restarts(core, poke_agent) == before
     assert core.read_namespaced_pod(poke_agent[node].metadata.name, AGENT_NAMESPACE).metadata.uid == \

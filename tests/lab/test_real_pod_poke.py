@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from real_pods import agent_pods, wait_for  # sibling helper module (tests/lab is on sys.path)
+from real_pods import agent_pods, module_namespace, run_role, wait_for  # noqa: F401 - fixture; sibling helper module (tests/lab is on sys.path)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.netlab]
 
@@ -22,22 +22,24 @@ def metric(text, name, node):
     return float(found.group(1)) if found else None
 
 
-@pytest.fixture
-def poke_agent(run_playbook, kube_admin, namespace, real_nodes):
-    """The pod_poke role's agent, watching ``namespace`` for pods labelled role=target."""
+@pytest.fixture(scope="module")
+def poke_agent(ansible_env, tmp_path_factory, kube_admin, module_namespace, real_nodes):
+    """The pod_poke role's agent (deployed once per module), watching ``module_namespace``
+    for pods labelled role=target."""
     from kubernetes import client
 
+    folder = tmp_path_factory.mktemp("poke")
     play_vars = {
         "pod_poke_agent_namespace": AGENT_NAMESPACE,
-        "pod_poke_namespaces": [namespace],
+        "pod_poke_namespaces": [module_namespace],
         "pod_poke_label_selector": "role=target",
         "pod_poke_interval": 2,
         "pod_poke_metrics_port": METRICS_PORT,
     }
-    done = run_playbook({"role": "netmend.k8s.pod_poke"}, extra_vars=play_vars)
+    done = run_role(ansible_env, folder, "netmend.k8s.pod_poke", play_vars)
     assert done.returncode == 0, done.stdout
     yield agent_pods(client.CoreV1Api(kube_admin), real_nodes, AGENT_NAMESPACE, DAEMONSET)
-    gone = run_playbook({"role": "netmend.k8s.pod_poke"}, extra_vars=dict(play_vars, pod_poke_state="absent"))
+    gone = run_role(ansible_env, folder, "netmend.k8s.pod_poke", dict(play_vars, pod_poke_state="absent"))
     assert gone.returncode == 0, gone.stdout
 
 
@@ -52,8 +54,9 @@ def test_pod_poke_agent_runs_on_every_real_node(poke_agent, kube_admin, real_nod
         assert "started" in log and "serving metrics" in log, log
 
 
-def test_pod_poke_agent_finds_real_targets_across_nodes(poke_agent, real_pod, pod_exec, kube_admin, namespace,
+def test_pod_poke_agent_finds_real_targets_across_nodes(poke_agent, real_pod, pod_exec, kube_admin, module_namespace,
                                                          real_nodes):
+    namespace = module_namespace
     from kubernetes import client
 
     core = client.CoreV1Api(kube_admin)
