@@ -28,6 +28,7 @@ LISTENER = """
 import socket, sys
 server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 server.bind(("0.0.0.0", %d))
+print("ready", "-", flush=True)
 while True:
     data, peer = server.recvfrom(512)
     print(data.decode(), peer[0], flush=True)
@@ -49,6 +50,7 @@ class VpnHost:
             "link set lo up", "addr add %s/%d dev eth0" % (self.ip, topo.underlay.prefixlen), "link set eth0 up", ""]))
         self.listener = subprocess.Popen(["ip", "netns", "exec", self.netns, sys.executable, "-c", LISTENER],
                                          stdout=subprocess.PIPE, text=True)
+        assert self.listener.stdout.readline().split() == ["ready", "-"]
         os.set_blocking(self.listener.stdout.fileno(), False)
         self.seen = []
 
@@ -81,8 +83,9 @@ def nat_table(topo, node):
 
 
 def send_and_see(pod_exec, vpn_host, namespace, pod, tag):
-    code = "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b%r, (%r, %d))" % (
-        tag, vpn_host.ip, UDP_PORT)
+    # A few datagrams: the first may wait for ARP on the underlay.
+    code = ("import socket, time\nsock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            "for _ in range(3):\n    sock.sendto(b%r, (%r, %d))\n    time.sleep(0.3)\n") % (tag, vpn_host.ip, UDP_PORT)
     output, rc = pod_exec(namespace, pod, ["python3", "-c", code])
     assert rc == 0, output
     return wait_for(lambda: vpn_host.senders(tag), "the VPN host to receive %s" % tag, timeout=10)
