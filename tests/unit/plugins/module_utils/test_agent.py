@@ -65,6 +65,9 @@ def test_backoff_survives_a_very_long_outage():
     (ConnectionResetError(104, "Connection reset by peer"), True),
     (TimeoutError("timed out"), True),
     (http.client.IncompleteRead(b""), True),
+    (ConnectionRefusedError(111, "Connection refused"), True),
+    (FileNotFoundError(2, "No such file or directory: 'nsenter'"), False),
+    (PermissionError(1, "Operation not permitted"), False),
     (ValueError("bad value"), False),
     (KeyError("items"), False),
 ])
