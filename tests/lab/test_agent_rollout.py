@@ -118,7 +118,7 @@ def test_pods_count_available_only_after_min_ready_seconds(run_playbook, kube_ad
     container = ds.spec.template.spec.containers[0]
     probe = container.readiness_probe
     assert probe.exec.command == ["python3", "-m", "ansible_collections.netmend.k8s.plugins.module_utils.agent", "ready"]
-    assert probe.period_seconds == 10 and probe.failure_threshold == 2
+    assert probe.period_seconds == 5 and probe.failure_threshold == 2 and probe.initial_delay_seconds == 3
     env = {item.name: item.value for item in container.env}
     assert env["NETMEND_HEARTBEAT"] == "/run/netmend/heartbeat"
     mounts = {mount.name: mount.mount_path for mount in container.volume_mounts}
