@@ -177,8 +177,8 @@ def test_agent_rbac_is_least_privilege(kube_admin, namespace, agent_account, age
     assert core.read_namespaced_pod("target-0", namespace).metadata.name == "target-0"
 
 
-def test_agent_on_a_node_without_calico_config_waits_ready_then_applies(kube_admin, namespace, agent_account,
-                                                                       agent_env, netlab, tmp_path):
+def test_agent_without_calico_config_waits_ready_then_applies(kube_admin, namespace, agent_account, agent_env,
+                                                              netlab, tmp_path):
     """No net.d folder at all on the node: the agent runs, says so once, is ready, and acts when Calico arrives."""
     from kubernetes import client
 
