@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import os
 import queue
-import re
 import socket
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 

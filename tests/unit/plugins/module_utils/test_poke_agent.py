@@ -206,9 +206,9 @@ def test_first_list_is_retried_with_backoff_not_fatal():
     targets.follow(stopper)
     assert [call[0] for call in client.calls] == ["list-failed"] * 3 + ["list", "watch"]
     assert stopper.pauses == [1.0, 2.0, 4.0, 1.0]  # backoff, then the quick-watch guard
-    assert [message for message, _ in logs] == ["cannot list pods, retrying"] * 3 + ["API server answers again"]
+    assert [message for message, _fields in logs] == ["cannot list pods, retrying"] * 3 + ["API server answers again"]
     assert logs[3][1]["failed_attempts"] == 3 and targets.backoff.failures == 0
-    assert [fields["attempt"] for _, fields in logs[:3]] == [1, 2, 3]
+    assert [fields["attempt"] for _message, fields in logs[:3]] == [1, 2, 3]
     assert "Connection refused" in logs[0][1]["error"]
     assert ips(targets) == ["10.0.0.1"] and targets.current()
 
