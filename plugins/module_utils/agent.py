@@ -30,6 +30,7 @@ import json
 import os
 import random
 import signal
+import ssl
 import sys
 import tempfile
 import threading
@@ -109,7 +110,8 @@ def retryable(exc):
     """Failures worth retrying: no answer or a "later" from the API server, a broken connection or stream."""
     if isinstance(exc, KubeError):
         return exc.transient
-    return isinstance(exc, (OSError, http.client.HTTPException))
+    # Not every OSError: a missing binary or a refused permission is no outage, and a crash shows it best.
+    return isinstance(exc, (ConnectionError, TimeoutError, ssl.SSLError, http.client.HTTPException))
 
 
 class Heartbeat:

@@ -150,15 +150,18 @@ class KubeClient:
                 return answer
             query = dict(query, **{"continue": token})
 
-    def watch(self, path, resource_version, timeout_seconds=60, **query):
+    def watch(self, path, resource_version, timeout_seconds=60, on_open=None, **query):
         """Yield watch events (dicts with ``type`` and ``object``) until the server closes.
 
         A ``410 Gone`` arrives either as an HTTP error or as an ERROR event; both
-        raise KubeError with status 410 so the caller re-lists.
+        raise KubeError with status 410 so the caller re-lists. ``on_open()`` is
+        called once the server has accepted the watch, before any event.
         """
         query = dict(query, watch="1", resourceVersion=resource_version,
                      timeoutSeconds=str(int(timeout_seconds)), allowWatchBookmarks="true")
         with self._open("GET", path, query, timeout=timeout_seconds + 10) as response:
+            if on_open is not None:
+                on_open()
             for line in response:
                 if not line.strip():
                     continue

@@ -150,7 +150,7 @@ class PodTargets:
     """The current targets, kept by list-then-watch; ``follow`` runs in a thread."""
 
     def __init__(self, client, pod_filter, watch_timeout=300, metrics=None, log=agent.log, max_stale=120.0,
-                 clock=time.monotonic):
+                 clock=time.monotonic, backoff=None):
         self.client = client
         self.filter = pod_filter
         self.watch_timeout = watch_timeout
@@ -161,6 +161,7 @@ class PodTargets:
         self.resource_version = None
         self.synced = threading.Event()
         self.failing_since = None
+        self.backoff = backoff or agent.Backoff()
         self._pods = {}
         self._lock = threading.Lock()
 
@@ -202,10 +203,11 @@ class PodTargets:
         """List when we have no resourceVersion, then follow one watch until the server ends it."""
         if self.resource_version is None:
             self.relist()
+            self.connected()
         self.metrics.count_request("watch")
         try:
-            for event in self.client.watch(self.filter.path(), self.resource_version,
-                                           timeout_seconds=self.watch_timeout, **self.filter.query()):
+            for event in self.client.watch(self.filter.path(), self.resource_version, timeout_seconds=self.watch_timeout,
+                                           on_open=self.connected, **self.filter.query()):
                 self.apply(event)
         except KubeError as exc:
             if exc.status != 410:
@@ -219,13 +221,20 @@ class PodTargets:
             return False
         return self.failing_since is None or self.clock() - self.failing_since <= self.max_stale
 
-    def follow(self, stopper, backoff=None):
+    def connected(self):
+        """The API server answered (a list, or a watch it accepted): a failure streak ends here."""
+        if self.failing_since is not None:
+            self.log(FIX, "API server answers again", failed_attempts=self.backoff.failures,
+                     resource_version=self.resource_version or "")
+        self.failing_since = None
+        self.backoff.reset()
+
+    def follow(self, stopper):
         """List, then watch, until stopped; a failed list or a broken watch is retried after a backoff.
 
         The last target set is kept meanwhile and the watch resumes from the same
         resourceVersion, so an API server restart costs no re-list unless it answers 410.
         """
-        backoff = backoff or agent.Backoff()
         while not stopper.stopped:
             started = self.clock()
             try:
@@ -234,17 +243,12 @@ class PodTargets:
                 # ValueError: a stream cut inside a JSON line.
                 if self.failing_since is None:
                     self.failing_since = self.clock()
-                pause = backoff.next_delay()
+                pause = self.backoff.next_delay()
                 self.log(FIX, "cannot list pods, retrying" if not self.synced.is_set() else "watch failed, retrying",
-                         error=str(exc) or type(exc).__name__, attempt=backoff.failures, retry_s=round(pause, 2))
+                         error=str(exc) or type(exc).__name__, attempt=self.backoff.failures, retry_s=round(pause, 2))
                 if stopper.sleep(pause):
                     return
                 continue
-            if backoff.failures:
-                self.log(FIX, "watching again", failed_attempts=backoff.failures,
-                         resource_version=self.resource_version or "")
-            backoff.reset()
-            self.failing_since = None
             if self.clock() - started < 1.0 and stopper.sleep(1.0):
                 return  # a server that ends every watch at once is not polled in a tight loop
 

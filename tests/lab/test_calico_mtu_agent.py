@@ -12,14 +12,19 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 import yaml
 
 from ansible_collections.netmend.k8s.plugins.module_utils.kube_lite import KubeClient, KubeError, pods_path
+
+# sibling test module (tests/lab is on sys.path)
+from test_pod_poke_agent_cluster import wait_line
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NODE = "kwok-node-0"
@@ -61,7 +66,7 @@ def make_pod(name, node=NODE, labels=None, host_network=False):
     }
 
 
-def run_agent(netns, tmp_path, env, *args):
+def agent_argv(netns, tmp_path, *args):
     """Run the agent seeing the node namespace's interfaces while reaching the API server on loopback.
 
     The lab API server listens on the root namespace's loopback, which a process
@@ -73,9 +78,13 @@ def run_agent(netns, tmp_path, env, *args):
     sys_dir = tmp_path / "node-sys"
     sys_dir.mkdir()
     script = 'nsenter --net=/run/netns/"$1" mount -t sysfs sysfs "$2" && shift 2 && exec "$@"'
-    argv = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh", netns, str(sys_dir),
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh", netns, str(sys_dir),
             sys.executable, "-m", AGENT, "calico_mtu", "--sys-root", str(sys_dir / "class" / "net"), *args]
-    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=180, check=False)
+
+
+def run_agent(netns, tmp_path, env, *args):
+    return subprocess.run(agent_argv(netns, tmp_path, *args), env=env, capture_output=True, text=True, timeout=180,
+                          check=False)
 
 
 def wait_running(core, namespace, names, timeout=60):
@@ -166,3 +175,56 @@ def test_agent_rbac_is_least_privilege(kube_admin, namespace, agent_account, age
             agent.request(method, path, body=body)
         assert denied.value.status == 403, (method, path, str(denied.value))
     assert core.read_namespaced_pod("target-0", namespace).metadata.name == "target-0"
+
+
+def test_agent_without_calico_config_waits_ready_then_applies(kube_admin, namespace, agent_account, agent_env,
+                                                              netlab, tmp_path):
+    """No net.d folder at all on the node: the agent runs, says so once, is ready, and acts when Calico arrives."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(kube_admin)
+    core.create_namespaced_pod(namespace, make_pod("wrong-0"))
+    wait_running(core, namespace, ["wrong-0"])
+    node = netlab.add_node("node0")
+    node.ip_cmd("link", "add", "eth0", "mtu", "1460", "type", "veth", "peer", "name", "uplink")
+    node.ip_cmd("link", "set", "eth0", "up")
+    netlab.add_pod(node, "wrong-0", "10.244.0.10", namespace=namespace, mtu=1500)
+    net_d = tmp_path / "cni" / "net.d"  # the folder the DaemonSet mounts is tmp_path / "cni"; net.d is missing
+    (tmp_path / "cni").mkdir()
+    conflist = net_d / "10-calico.conflist"
+    env = dict(agent_env(namespace, agent_account), NODE_NAME=NODE, NETMEND_HEARTBEAT=str(tmp_path / "heartbeat"))
+
+    def ready():
+        done = subprocess.run([sys.executable, "-m", AGENT, "ready"], env=env, capture_output=True, text=True,
+                              timeout=30, check=False)
+        return done.returncode == 0
+
+    proc = subprocess.Popen(agent_argv(node.netns, tmp_path, "--path", str(conflist), "--interval", "0.5",
+                                       "--eviction-timeout", "30"),
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
+    try:
+        wait_line(lines, r"calico_mtu no Calico CNI config on this node, waiting for it", timeout=30)
+        deadline = time.monotonic() + 30
+        while not ready():
+            assert time.monotonic() < deadline, "the waiting agent never reported ready"
+            time.sleep(0.5)
+        time.sleep(2)  # several more passes: still waiting, still running, nothing touched
+        assert proc.poll() is None
+        assert not net_d.exists()
+        assert ready()
+        net_d.mkdir()
+        conflist.write_text(CONFLIST)  # calico-node's install-cni arrives
+        wait_line(lines, r"calico_mtu Calico CNI config appeared", timeout=30)
+        wait_line(lines, r"calico_mtu set conflist mtu .*mtu=1440", timeout=30)
+        wait_line(lines, r'calico_mtu evicted pod .*pod="wrong-0"', timeout=30)
+        assert json.loads(conflist.read_text())["plugins"][0]["mtu"] == 1440
+        assert ready()
+    finally:
+        proc.kill()
+        proc.wait()
+    seen = []
+    while not lines.empty():
+        seen.append(lines.get())
+    assert sum("waiting for it" in line for line in seen) == 0  # logged once, before the part drained above

@@ -158,7 +158,10 @@ def test_reconciled_install_gets_the_agent(run_playbook, kube_admin, namespace, 
                               "^((en|wl|ww|sl|ib)[Pcopsvx].*|(eth|wlan|wwan).*)", "--interval", "5"]
     assert not (container.security_context.privileged or False)
     assert container.security_context.capabilities.drop == ["ALL"] and not container.security_context.capabilities.add
-    assert [(v.name, v.host_path.path) for v in pod.volumes if v.host_path] == [("cni-net-dir", "/etc/cni/net.d")]
+    # The folder above net.d, type Directory: a node without net.d still runs an agent, which waits.
+    assert [(v.name, v.host_path.path, v.host_path.type) for v in pod.volumes if v.host_path] == [
+        ("cni-dir", "/etc/cni", "Directory")]
+    assert {m.name: m.mount_path for m in container.volume_mounts}["cni-dir"] == "/etc/cni"
     with open(os.path.join(REPO, "roles", "calico_mtu", "vars", "main.yml"), encoding="utf-8") as handle:
         expected_rules = yaml.safe_load(handle)["__calico_mtu_rbac_rules"]
     rules = [{"apiGroups": r.api_groups, "resources": r.resources, "verbs": r.verbs}
@@ -189,6 +192,8 @@ def test_reconciled_install_gets_the_agent(run_playbook, kube_admin, namespace, 
      "calico_mtu_mtu 1460 is larger than calico_mtu_host_mtu 1460 minus the ipip overhead 20"),
     ({"calico_mtu_method": "config"}, "set calico_mtu_mtu, or calico_mtu_host_mtu to compute it from (neither is set)"),
     ({"calico_mtu_encapsulation": "gre"}, "calico_mtu_encapsulation"),
+    ({"calico_mtu_conflist_path": "/10-calico.conflist", "calico_mtu_method": "agent"},
+     "calico_mtu_conflist_path /10-calico.conflist must be an absolute path at least two folders deep"),
 ])
 def test_bad_input_fails_early_and_writes_nothing(run_playbook, kube_admin, namespace, extra, message):
     prepare(run_playbook, namespace)

@@ -40,7 +40,7 @@ class CountingStopper(agent.Stopper):
 ])
 def test_backoff_is_exponential_capped_and_jittered(rng_value, expected):
     backoff = agent.Backoff(initial=1.0, cap=30.0, factor=2.0, jitter=0.3, rng=lambda: rng_value)
-    assert [round(backoff.next_delay(), 3) for _ in expected] == expected
+    assert [round(backoff.next_delay(), 3) for _delay in expected] == expected
     assert backoff.failures == len(expected)
     backoff.reset()
     assert backoff.next_delay() == pytest.approx(1.0 * (1 - 0.3 * rng_value))
@@ -48,7 +48,7 @@ def test_backoff_is_exponential_capped_and_jittered(rng_value, expected):
 
 def test_backoff_survives_a_very_long_outage():
     backoff = agent.Backoff(initial=1.0, cap=30.0, rng=lambda: 0.0)
-    for _ in range(2000):
+    for _failure in range(2000):
         delay = backoff.next_delay()
     assert delay == 30.0
 
@@ -65,6 +65,9 @@ def test_backoff_survives_a_very_long_outage():
     (ConnectionResetError(104, "Connection reset by peer"), True),
     (TimeoutError("timed out"), True),
     (http.client.IncompleteRead(b""), True),
+    (ConnectionRefusedError(111, "Connection refused"), True),
+    (FileNotFoundError(2, "No such file or directory: 'nsenter'"), False),
+    (PermissionError(1, "Operation not permitted"), False),
     (ValueError("bad value"), False),
     (KeyError("items"), False),
 ])

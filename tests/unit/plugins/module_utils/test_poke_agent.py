@@ -115,7 +115,7 @@ class FakeClient:
         self.calls.append(("list", path, query))
         return {"items": list(self.pods), "metadata": {"resourceVersion": self.version}}
 
-    def watch(self, path, resource_version, timeout_seconds=60, **query):
+    def watch(self, path, resource_version, timeout_seconds=60, on_open=None, **query):
         self.calls.append(("watch", resource_version, query))
         if not self.watches:
             self.idle.wait(5)
@@ -123,6 +123,7 @@ class FakeClient:
         batch = self.watches.pop(0)
         if isinstance(batch, Exception):
             raise batch
+        on_open()
         yield from batch
 
 
@@ -198,14 +199,16 @@ class RecordingStopper(agent.Stopper):
 def test_first_list_is_retried_with_backoff_not_fatal():
     client = FailingListClient([pod("a", ip="10.0.0.1", uid="u1")], [[]], failures=3)
     logs = []
-    targets = poke_agent.PodTargets(client, poke_agent.PodFilter(), log=lambda fix, message, **k: logs.append((message, k)))
+    targets = poke_agent.PodTargets(client, poke_agent.PodFilter(), backoff=agent.Backoff(cap=4.0, rng=lambda: 0.0),
+                                    log=lambda fix, message, **k: logs.append((message, k)))
     stopper = RecordingStopper(client, stop_after=5)
     assert not targets.current()
-    targets.follow(stopper, backoff=agent.Backoff(initial=1.0, cap=4.0, rng=lambda: 0.0))
+    targets.follow(stopper)
     assert [call[0] for call in client.calls] == ["list-failed"] * 3 + ["list", "watch"]
     assert stopper.pauses == [1.0, 2.0, 4.0, 1.0]  # backoff, then the quick-watch guard
-    assert [message for message, _ in logs] == ["cannot list pods, retrying"] * 3 + ["watching again"]
-    assert [fields["attempt"] for _, fields in logs[:3]] == [1, 2, 3]
+    assert [message for message, _fields in logs] == ["cannot list pods, retrying"] * 3 + ["API server answers again"]
+    assert logs[3][1]["failed_attempts"] == 3 and targets.backoff.failures == 0
+    assert [fields["attempt"] for _message, fields in logs[:3]] == [1, 2, 3]
     assert "Connection refused" in logs[0][1]["error"]
     assert ips(targets) == ["10.0.0.1"] and targets.current()
 
@@ -222,7 +225,7 @@ def test_broken_watch_is_re_established_from_the_same_version():
     logs = []
     clock = [0.0]
     targets = poke_agent.PodTargets(client, poke_agent.PodFilter(), max_stale=10.0, clock=lambda: clock[0],
-                                    log=lambda fix, message, **k: logs.append(message))
+                                    backoff=agent.Backoff(rng=lambda: 0.0), log=lambda fix, message, **k: logs.append(message))
     stopper = RecordingStopper(client, stop_after=5)
     original_sleep = stopper.sleep
 
@@ -231,10 +234,11 @@ def test_broken_watch_is_re_established_from_the_same_version():
         assert targets.synced.is_set() and ips(targets)  # the last set is kept while failing
         return original_sleep(seconds)
     stopper.sleep = sleep
-    targets.follow(stopper, backoff=agent.Backoff(initial=1.0, rng=lambda: 0.0))
+    targets.follow(stopper)
     assert [call[0] for call in client.calls] == ["list", "watch", "watch", "watch", "watch"]
     assert [call[1] for call in client.calls[1:]] == ["100", "101", "101", "101"]
-    assert logs == ["watch failed, retrying", "watch failed, retrying", "watching again"]
+    assert stopper.pauses == [1.0, 1.0, 2.0, 1.0]  # quick-watch guard, backoff 1 and 2, guard
+    assert logs == ["watch failed, retrying", "watch failed, retrying", "API server answers again"]
     assert ips(targets) == ["10.0.0.2"]
     assert targets.failing_since is None and targets.current()
 
