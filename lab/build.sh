@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Build the lab cluster's binaries from their published Go modules, cached by version.
+# Build the lab cluster's binaries from their published Go modules, cached by version,
+# and the real nodes' container images (lab/images.py, root only: debootstrap).
 #
 #   lab/build.sh            build whatever is missing, print the bin directory
-#   lab/build.sh promtool   build only the named components (etcd, kwok, kube, promtool)
+#   lab/build.sh promtool   build only the named components (etcd, kwok, kube, images, promtool)
 #
 # Binaries go to ${NETMEND_LAB_CACHE:-$HOME/.cache/netmend-lab}/bin/<component>-<version>/,
 # never into the repository. A finished build is marked by a .ok file, so an
@@ -120,12 +121,17 @@ build_promtool() {
   touch "$out/.ok"
 }
 
+# The real nodes' images (Debian rootfs with python3, pause), cached by content; root only.
+build_images() {
+  if [ "$(id -u)" -eq 0 ]; then python3 "$here/images.py" >/dev/null; fi
+}
+
 components=("$@")
-[ ${#components[@]} -gt 0 ] || components=(etcd kwok kube promtool)
+[ ${#components[@]} -gt 0 ] || components=(etcd kwok kube images promtool)
 for name in "${components[@]}"; do
   case $name in
-    etcd|kwok|kube|promtool) "build_$name" ;;
-    *) echo "unknown component $name: expected etcd, kwok, kube or promtool" >&2; exit 2 ;;
+    etcd|kwok|kube|images|promtool) "build_$name" ;;
+    *) echo "unknown component $name: expected etcd, kwok, kube, images or promtool" >&2; exit 2 ;;
   esac
 done
 echo "$cache/bin"

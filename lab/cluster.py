@@ -1,8 +1,9 @@
 """The lab cluster: real etcd, kube-apiserver, kube-controller-manager and kube-scheduler
-built from Go modules, with KWOK simulating the nodes and their kubelets.
+built from Go modules, with KWOK simulating many nodes and a few real nodes (a real
+kubelet and containerd each, see realnodes.py) running real pods.
 
-    python lab/cluster.py up [--nodes N]   build (cached) and start; idempotent
-    python lab/cluster.py down             stop and delete; idempotent
+    python lab/cluster.py up [--nodes N] [--real-nodes M]   build (cached) and start; idempotent
+    python lab/cluster.py down             stop and delete, real nodes included; idempotent
     python lab/cluster.py status           exit 0 when the API answers and nodes are Ready
 
 The kubeconfig is written to one known path (NETMEND_LAB_KUBECONFIG, default
@@ -17,12 +18,16 @@ import subprocess
 import sys
 import time
 
+import images
+import realnodes
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 CACHE = os.environ.get("NETMEND_LAB_CACHE", os.path.expanduser("~/.cache/netmend-lab"))
 KUBECONFIG = os.environ.get("NETMEND_LAB_KUBECONFIG", os.path.join(CACHE, "kubeconfig"))
 CLUSTER = os.environ.get("NETMEND_LAB_CLUSTER", "netmend-lab")
 WORKDIR = os.path.join(CACHE, "kwok")
 NODE_PREFIX = "kwok-node-"
+KWOK_ANNOTATION = ("kwok.x-k8s.io/node", "fake")  # the nodes KWOK simulates; real nodes lack it
 
 
 def say(message):
@@ -41,8 +46,9 @@ def versions():
 
 
 def build():
-    """Run the cached Go build of what the cluster runs (promtool is the tests'); the binaries' directory."""
-    done = subprocess.run([os.path.join(HERE, "build.sh"), "etcd", "kwok", "kube"], check=True,
+    """Run the cached builds of what the cluster runs: binaries and the real nodes' images
+    (promtool is the tests'). Returns the binaries' directory."""
+    done = subprocess.run([os.path.join(HERE, "build.sh"), "etcd", "kwok", "kube", "images"], check=True,
                           stdout=subprocess.PIPE, text=True)
     return done.stdout.strip().splitlines()[-1]
 
@@ -90,7 +96,7 @@ def ensure_nodes(count):
             "metadata": {
                 "name": name,
                 # kwok's controller manages nodes carrying this annotation.
-                "annotations": {"node.alpha.kubernetes.io/ttl": "0", "kwok.x-k8s.io/node": "fake"},
+                "annotations": {"node.alpha.kubernetes.io/ttl": "0", KWOK_ANNOTATION[0]: KWOK_ANNOTATION[1]},
                 "labels": {
                     "kubernetes.io/hostname": name,
                     "kubernetes.io/os": "linux",
@@ -131,10 +137,47 @@ def wait(predicate, what, timeout=120):
     raise SystemExit("[lab cluster] timed out after %ss waiting for %s" % (timeout, what))
 
 
-def up(count):
+def kwokctl_config():
+    """kwokctl options the real nodes need: certificate SANs for the `kubernetes` Service
+    address and the underlay gateway, and the API server reaching kubelets by address."""
+    topo = realnodes.Topology(CLUSTER)
+    path = os.path.join(CACHE, "kwokctl-%s.yaml" % CLUSTER)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("\n".join([
+            "apiVersion: config.kwok.x-k8s.io/v1alpha1",
+            "kind: KwokctlConfiguration",
+            "options:",
+            "  kubeApiserverCertSANs: [%s, %s]" % (realnodes.SERVICE_IP, topo.gateway),
+            "componentsPatches:",
+            "- name: kube-apiserver",
+            "  extraArgs:",
+            "  - key: kubelet-preferred-address-types",
+            "    value: InternalIP,Hostname",
+            # KWOK's binary runtime manages every node; a real node's kubelet must not
+            # have to fight it for the node's Lease and pods (the KWOK nodes carry this annotation).
+            "- name: kwok-controller",
+            "  extraArgs:",
+            "  - key: manage-all-nodes",
+            "    value: 'false'",
+            "    override: true",
+            "  - key: manage-nodes-with-annotation-selector",
+            "    value: %s=%s" % KWOK_ANNOTATION,
+            "",
+        ]))
+    return path
+
+
+def up(count, real):
     started = time.monotonic()
     bins = build()
     v = versions()
+    saved = os.path.join(WORKDIR, "clusters", CLUSTER, "kwok.yaml")
+    if api_ready() and os.path.exists(saved):
+        with open(saved, encoding="utf-8") as handle:
+            if "manage-nodes-with-annotation-selector" not in handle.read():
+                say("%s was created before the real nodes (no SANs or KWOK node selector): recreating" % CLUSTER)
+                realnodes.down()
+                kwokctl(bins, "delete", "cluster", check=False, capture=True)
     if not api_ready():
         # A cluster that exists but does not answer (a reboot, a killed process) is recreated.
         kwokctl(bins, "delete", "cluster", check=False, capture=True)
@@ -145,6 +188,7 @@ def up(count):
             bins, "create", "cluster",
             "--runtime", "binary",
             "--kubeconfig", KUBECONFIG,
+            "--config", kwokctl_config(),
             "--kube-apiserver-binary", os.path.join(kube, "kube-apiserver"),
             "--kube-controller-manager-binary", os.path.join(kube, "kube-controller-manager"),
             "--kube-scheduler-binary", os.path.join(kube, "kube-scheduler"),
@@ -155,11 +199,14 @@ def up(count):
         wait(api_ready, "the API server")
     ensure_nodes(count)
     wait(lambda: nodes_ready(count), "%d Ready nodes" % count)
+    realnodes.up(real, KUBECONFIG, os.path.join(bins, "kube-%s" % v["KUBE_VERSION"]),
+                 [images.build(name) for name in images.image_specs()], api())
     say("up in %.1fs; KUBECONFIG=%s" % (time.monotonic() - started, KUBECONFIG))
 
 
 def down():
     bins = build()
+    realnodes.down()
     result = kwokctl(bins, "delete", "cluster", check=False, capture=True)
     if result.returncode == 0:
         say("deleted %s" % CLUSTER)
@@ -177,6 +224,11 @@ def status():
     info = client.VersionApi(api()).get_code()
     names = [n.metadata.name for n in client.CoreV1Api(api()).list_node().items]
     say("up: %s, nodes %s, KUBECONFIG=%s" % (info.git_version, ",".join(sorted(names)), KUBECONFIG))
+    topo = realnodes.Topology(CLUSTER)
+    stopped = [n for n in topo.nodes() if not realnodes.running(topo, n)]
+    if stopped:
+        say("real nodes whose processes are gone: %s" % ",".join(stopped))
+        return 1
     return 0
 
 
@@ -184,9 +236,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["up", "down", "status"])
     parser.add_argument("--nodes", type=int, default=int(os.environ.get("NETMEND_LAB_NODES", "3")))
+    parser.add_argument("--real-nodes", type=int, default=int(os.environ.get("NETMEND_LAB_REAL_NODES", "2")))
     args = parser.parse_args(argv)
     if args.action == "up":
-        up(args.nodes)
+        up(args.nodes, args.real_nodes)
         return 0
     if args.action == "down":
         return down()

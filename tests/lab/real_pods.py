@@ -1,0 +1,76 @@
+"""Helpers shared by the real-node tests (tests/lab/test_real_*.py)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+LAB_IMAGE = "python:3.13-slim"  # lab/images.py: Debian's python3 under the agents' default name
+LAB_IPTABLES_IMAGE = "netmend.lab/python-iptables:3.13"
+
+
+def wait_for(predicate, what, timeout=90, interval=0.5):
+    """Poll ``predicate`` until it returns something truthy; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail("timed out after %ss waiting for %s (last: %r)" % (timeout, what, last))
+
+
+def agent_pods(core, real_nodes, namespace, name):
+    """{node: pod} of a DaemonSet's pod on each real node, once each is Running and Ready."""
+
+    def ready():
+        pods = {}
+        for pod in core.list_namespaced_pod(namespace, label_selector="app.kubernetes.io/name=%s" % name).items:
+            if pod.spec.node_name in real_nodes and pod.status.phase == "Running" and any(
+                    c.type == "Ready" and c.status == "True" for c in pod.status.conditions or []):
+                pods[pod.spec.node_name] = pod
+        return pods if set(pods) == set(real_nodes) else None
+
+    return wait_for(ready, "a Ready %s pod on every real node" % name)
+
+
+ROLE_PLAY = """
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  vars:
+    ansible_python_interpreter: "{{ ansible_playbook_python }}"
+  tasks:
+    - name: Apply %s
+      ansible.builtin.include_role:
+        name: %s
+"""
+
+
+def run_role(ansible_env, folder, role, extra_vars):
+    """ansible-playbook of one role with extra vars (for fixtures wider than one test,
+    where the function-scoped run_playbook fixture cannot be used)."""
+    path = os.path.join(str(folder), "play-%s.yml" % uuid.uuid4().hex[:6])
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(ROLE_PLAY % (role, role))
+    argv = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", path,
+            "-e", json.dumps(extra_vars)]
+    return subprocess.run(argv, env=ansible_env, capture_output=True, text=True, timeout=900, check=False)
+
+
+@pytest.fixture(scope="module")
+def module_namespace(kube_admin):
+    """A namespace shared by the tests of one module, deleted after them."""
+    from kubernetes import client
+
+    name = "t-" + uuid.uuid4().hex[:8]
+    core = client.CoreV1Api(kube_admin)
+    core.create_namespace({"metadata": {"name": name}})
+    yield name
+    core.delete_namespace(name)
