@@ -22,6 +22,9 @@ FATAL_REASONS = frozenset((
     "CreateContainerError",
     "RunContainerError",
 ))
+# A container that failed this often is crash-looping even in the moments the kubelet shows it
+# running between back-offs (a real node shows "running, not ready" as often as CrashLoopBackOff).
+CRASH_RESTARTS = 2
 KINDS = ("DaemonSet", "Deployment")
 # The DaemonSet controller labels each pod with the generation of the template it was made from.
 TEMPLATE_GENERATION_LABEL = "pod-template-generation"
@@ -90,19 +93,21 @@ def _container_problem(container):
         last_text = "; last terminated: %s (exit code %s)" % (last.get("reason") or "unknown", last.get("exitCode", "?"))
         if last.get("message"):
             last_text += ": %s" % last["message"].strip()
+    restarts = _int(container.get("restartCount"))
+    crashing = bool(last) and last.get("exitCode") not in (0, "0", None) and restarts >= CRASH_RESTARTS
     waiting = state.get("waiting")
     if waiting:
         reason = waiting.get("reason") or "Waiting"
         message = (waiting.get("message") or "").strip()
         text = "container %s waiting: %s%s%s" % (name, reason, ": " + message if message else "", last_text)
-        return reason in FATAL_REASONS, text
+        return reason in FATAL_REASONS or crashing, text
     if state.get("terminated"):
         terminated = state["terminated"]
-        return False, "container %s terminated: %s (exit code %s)" % (
-            name, terminated.get("reason") or "unknown", terminated.get("exitCode", "?"))
+        failed = terminated.get("exitCode") not in (0, "0", None) and restarts >= CRASH_RESTARTS
+        return failed, "container %s terminated: %s (exit code %s, restarts %d)" % (
+            name, terminated.get("reason") or "unknown", terminated.get("exitCode", "?"), restarts)
     if not container.get("ready"):
-        return False, "container %s running, not ready (restarts %d)%s" % (
-            name, _int(container.get("restartCount")), last_text)
+        return crashing, "container %s running, not ready (restarts %d)%s" % (name, restarts, last_text)
     return None
 
 
@@ -119,7 +124,8 @@ def rollout_pod_problems(pods, generation=None, fatal_only=False):
     With ``generation`` only DaemonSet pods made from that template generation count
     (an old pod's crash loop is what a rollout replaces, not a reason to stop it).
     With ``fatal_only`` only pods with a container in a waiting state that waiting does
-    not cure (``FATAL_REASONS``). Each entry has ``pod``, ``node``, ``fatal``, ``reasons``
+    not cure (``FATAL_REASONS``), or that has failed ``CRASH_RESTARTS`` times, whatever
+    state the kubelet shows between its back-offs. Each entry has ``pod``, ``node``, ``fatal``, ``reasons``
     (the waiting reasons) and ``text``, one line naming the pod, its node and every
     container's reason, message and last termination.
     """

@@ -94,3 +94,19 @@ def test_terminating_and_unscheduled_pods():
     assert [problem["text"] for problem in problems] == ["pod ns/p on node (not scheduled): Pending: no Ready condition yet"]
     with pytest.raises(AnsibleFilterError, match="list of pods"):
         rollout_pod_problems({"resources": []})
+
+
+@pytest.mark.parametrize("state, restarts, exit_code, fatal", [
+    # Between two back-offs a crash-looping container shows as running or terminated, not waiting.
+    ({"running": {"startedAt": "x"}}, 2, 2, True),
+    ({"terminated": {"reason": "Error", "exitCode": 2}}, 2, 2, True),
+    ({"running": {"startedAt": "x"}}, 1, 2, False),  # one failure may be the API server restarting
+    ({"running": {"startedAt": "x"}}, 5, 0, False),  # exited cleanly: restarted, not crashing
+])
+def test_a_container_that_keeps_failing_is_fatal_whatever_its_state(state, restarts, exit_code, fatal):
+    container = {"name": "agent", "ready": False, "restartCount": restarts, "state": state,
+                 "lastState": {"terminated": {"reason": "Error", "exitCode": exit_code}}}
+    problems = rollout_pod_problems([pod("p", containers=[container], node="real-0")], fatal_only=True)
+    assert [problem["pod"] for problem in problems] == (["ns/p"] if fatal else [])
+    if fatal:
+        assert "exit code 2" in problems[0]["text"] and "real-0" in problems[0]["text"]
