@@ -35,7 +35,7 @@ export PY_COLORS := 0
 sysdeps: ## system packages the lab needs (iptables, iproute2), installed when missing
 	lab/sysdeps.sh
 
-.PHONY: help sysdeps prereqs-python prereqs prereqs-root venv collection unit sanity lint lab-up lab-down lab-status lab-test awx-test molecule molecule-kind bench site test clean
+.PHONY: help sysdeps prereqs-python prereqs prereqs-root venv collection unit sanity lint lab-up lab-down lab-status lab-test awx-test changelog molecule molecule-kind bench site test clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -94,6 +94,9 @@ sanity: sysdeps $(SANITY_STAMP) ## ansible-test sanity (local mode, in its own v
 lint: venv collection ## ansible-lint (production profile) and yamllint
 	$(BIN)/ansible-lint --offline
 	$(BIN)/antsibull-changelog lint
+
+changelog: venv collection ## CHANGELOG.rst for the version in galaxy.yml, from every fragment (run after adding one)
+	$(BIN)/antsibull-changelog release --update-existing
 
 lab-up: venv ## build (cached) and start the lab cluster
 	lab/cluster.sh up

@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import sysconfig
 import uuid
 
 import pytest
@@ -127,7 +128,7 @@ def ansible_env(kubeconfig):
     env = dict(os.environ)
     env.update({
         "ANSIBLE_COLLECTIONS_PATH": "%s:%s" % (
-            COLLECTIONS, os.path.join(REPO, ".venv", "lib", "python3.11", "site-packages")),
+            COLLECTIONS, sysconfig.get_paths()["purelib"]),
         "K8S_AUTH_KUBECONFIG": kubeconfig,
         "ANSIBLE_FORCE_COLOR": "0",
         "ANSIBLE_NOCOLOR": "1",
