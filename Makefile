@@ -26,7 +26,11 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT):$(abspath $(VENV))/lib/python$(P
 # Everything Ansible, ansible-test and Molecule cache (collections, ansible-test's pip
 # bootstrap, Molecule's scenario state) stays in the build tree, never in ~/.ansible.
 export ANSIBLE_HOME := $(abspath $(BUILD)/ansible-home)
-export MOLECULE_EPHEMERAL_DIRECTORY_ROOT := $(abspath $(BUILD)/molecule)
+# Molecule (ansible-compat) caches in $$VIRTUAL_ENV/.ansible when one is active, else in ANSIBLE_HOME.
+unexport VIRTUAL_ENV
+# Molecule installs the collection under test into its cache unless a link to this
+# checkout is already there: the link keeps the checkout the only copy.
+MOLECULE_LINK := $(ANSIBLE_HOME)/collections/ansible_collections/netmend/k8s
 export NETMEND_LAB_KUBECONFIG ?= $(HOME)/.cache/netmend-lab/kubeconfig
 export PATH := $(abspath $(BIN)):$(PATH)
 export ANSIBLE_FORCE_COLOR := 0
@@ -113,7 +117,11 @@ lab-test: prereqs-root sysdeps venv collection ## lab tests: real netns/iptables
 awx-test: prereqs venv collection ## AWX job templates run by ansible-runner, and the built tarball in a clean virtualenv, against the lab cluster
 	$(BIN)/pytest tests/awx --junitxml=$(BUILD)/junit/awx.xml
 
-molecule: venv collection ## Molecule default scenario against the lab cluster
+$(MOLECULE_LINK):
+	mkdir -p $(dir $@)
+	ln -sfn $(CURDIR) $@
+
+molecule: venv collection $(MOLECULE_LINK) ## Molecule default scenario against the lab cluster
 	# A scenario remembers it was prepared; start from nothing so prepare always runs.
 	$(BIN)/molecule reset -s default
 	$(BIN)/molecule test -s default
@@ -121,7 +129,7 @@ molecule: venv collection ## Molecule default scenario against the lab cluster
 # Needs kind and Docker or Podman, which this target checks first, and a Calico
 # manifest pinned by checksum: NETMEND_KIND_CALICO_MANIFEST (URL or path) and
 # NETMEND_KIND_CALICO_SHA256. See extensions/molecule/kind/molecule.yml.
-molecule-kind: venv collection ## Molecule kind scenario: a kind cluster with real Calico (needs kind and a container engine)
+molecule-kind: venv collection $(MOLECULE_LINK) ## Molecule kind scenario: a kind cluster with real Calico (needs kind and a container engine)
 	$(BIN)/molecule reset -s kind
 	$(BIN)/molecule test -s kind
 
