@@ -21,7 +21,7 @@ COLL_ROOT   := $(abspath $(BUILD)/collections)
 COLL_LINK   := $(COLL_ROOT)/ansible_collections/netmend/k8s
 SANITY_ROOT := $(abspath $(BUILD)/sanity)
 SANITY_COPY := $(SANITY_ROOT)/ansible_collections/netmend/k8s
-SANITY_VENV := $(abspath $(BUILD)/sanity-venv)
+SANITY_VENV := $(abspath $(BUILD)/sanity-venv-py$(PY_XY))
 export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT):$(abspath $(VENV))/lib/python$(PY_XY)/site-packages
 # Everything Ansible, ansible-test and Molecule cache (collections, ansible-test's pip
 # bootstrap, Molecule's scenario state) stays in the build tree, never in ~/.ansible.
@@ -79,7 +79,7 @@ unit: venv collection ## unit tests (pure logic, no root, no cluster)
 # ansible-test reads its pip bootstrap from ~/.ansible/test/cache (a fixed path), so
 # it runs with HOME in the build tree; pip keeps the user's download cache.
 SANITY_HOME := $(abspath $(BUILD)/sanity-home)
-SANITY_STAMP := $(SANITY_VENV)/.installed-py$(PY_XY)
+SANITY_STAMP := $(SANITY_VENV)/.installed
 $(SANITY_STAMP): requirements-dev.txt | prereqs-python
 	[ "$(call PY_XY_OF,$(SANITY_VENV)/bin/python)" = "$(PY_XY)" ] || { rm -rf $(SANITY_VENV); $(PYTHON) -m venv $(SANITY_VENV); }
 	$(SANITY_VENV)/bin/pip install --quiet --disable-pip-version-check "$$(grep '^ansible-core==' requirements-dev.txt)"
