@@ -18,6 +18,6 @@ def version():
 def clean_env(home, **extra):
     """The caller's environment without anything that points Ansible at the checkout."""
     env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("ANSIBLE_", "K8S_AUTH_", "MOLECULE_")) and key != "KUBECONFIG"}
+           if not key.startswith(("ANSIBLE_", "K8S_AUTH_", "MOLECULE_", "NETMEND_")) and key != "KUBECONFIG"}
     env.update(ANSIBLE_HOME=str(home), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", **extra)
     return env
