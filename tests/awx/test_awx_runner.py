@@ -214,5 +214,3 @@ def test_a_bad_survey_answer_fails_before_any_change(credentials, run_job, kube_
     (message,) = job.failures()[-1:]
     assert "netmend_pod_poke" in message and "perhaps" in message
     assert not daemonset_exists(kube_admin, POD_POKE_DS)
-
-

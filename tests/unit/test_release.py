@@ -77,7 +77,7 @@ def test_every_module_filter_and_role_is_listed_as_new_in_its_release():
             listed.add(entry["name"])
         for entry in release.get("plugins", {}).get("filter", []):
             listed.add(entry["name"])
-    wanted = {name.split(":")[0] for kind, name, _ in plugin_docs()}
+    wanted = {doc[1].split(":")[0] for doc in plugin_docs()}
     assert wanted - listed == set()
 
 
