@@ -106,3 +106,17 @@ def test_wrapper_playbook_imports_the_collection_job(installed_collections, tmp_
     assert done.returncode == 0, done.stdout + done.stderr
     playbook = load("site.yml")
     assert playbook == [{"name": "Run the netmend.k8s main job", "ansible.builtin.import_playbook": "netmend.k8s.site"}]
+
+
+def test_every_fix_has_its_tag(installed_collections, tmp_path):
+    done = subprocess.run([os.path.join(VENV_BIN, "ansible-playbook"), "--list-tags", "-i", "localhost,",
+                           os.path.join(PROJECT, "site.yml")], capture_output=True, text=True, check=False,
+                          env=clean_env(tmp_path, ANSIBLE_COLLECTIONS_PATH=str(installed_collections)))
+    assert done.returncode == 0, done.stdout + done.stderr
+    tags = set(done.stdout.split("TASK TAGS: [")[1].split("]")[0].split(", "))
+    with open(os.path.join(REPO, "playbooks", "vars", "site_argument_specs.yml"), encoding="utf-8") as handle:
+        options = yaml.safe_load(handle)["argument_specs"]["site"]["options"]
+    toggles = {name[len("netmend_"):] for name, option in options.items()
+               if option.get("type") == "bool" and option.get("default") is False}
+    assert toggles and toggles <= tags
+    assert "always" in tags

@@ -37,6 +37,7 @@ BINDING = "netmend-awx-test-job"
 AGENT_NAMESPACE = "netmend-system"
 POD_POKE_DS = "netmend-pod-poke"
 MASQ_DS = "netmend-masq-rule"
+CONNECTIVITY_NAMESPACE = "netmend-connectivity"
 
 
 def survey_answers(**answers):
@@ -161,9 +162,20 @@ def daemonset_exists(kube_admin, name):
         raise
 
 
+def namespace_exists(kube_admin, name):
+    from kubernetes import client
+
+    return name in [item.metadata.name for item in client.CoreV1Api(kube_admin).list_namespace().items]
+
+
 def test_job_template_with_the_shipped_clusterrole(credentials, run_job, kube_admin):
+    from kubernetes import client
+
+    # KWOK runs no containers, so the connectivity check's verdicts are off: the survey's
+    # "false" must reach the role as a boolean for the job to pass.
     answers = survey_answers(netmend_pod_poke="true", netmend_pod_poke_namespaces="default\nkube-system\n",
-                             netmend_masq_rule="true", netmend_masq_rule_cidrs="10.11.0.0/24\n10.12.0.0/24\n")
+                             netmend_masq_rule="true", netmend_masq_rule_cidrs="10.11.0.0/24\n10.12.0.0/24\n",
+                             netmend_connectivity_check="true", netmend_connectivity_check_verify="false")
     try:
         # A check job changes nothing in the cluster.
         check = run_job(credentials["job"], answers, check=True)
@@ -171,22 +183,22 @@ def test_job_template_with_the_shipped_clusterrole(credentials, run_job, kube_ad
         assert check.stats()["changed"] > 0
         assert not daemonset_exists(kube_admin, POD_POKE_DS)
         assert not daemonset_exists(kube_admin, MASQ_DS)
+        assert not namespace_exists(kube_admin, CONNECTIVITY_NAMESPACE)
 
         job = run_job(credentials["job"], answers)
         assert job.status == "successful", job.stdout[-3000:]
         assert job.rc == 0
         assert job.stats()["failures"] == 0 and job.stats()["changed"] > 0
         (decided,) = job.results("Say which fixes run")
-        assert "masq_rule" in decided["msg"] and "pod_poke" in decided["msg"]
+        assert all(fix in decided["msg"] for fix in ("masq_rule", "pod_poke", "connectivity_check"))
         # The survey's text became the roles' lists and reached the cluster.
-        from kubernetes import client
-
         apps = client.AppsV1Api(kube_admin)
         masq_args = apps.read_namespaced_daemon_set(MASQ_DS, AGENT_NAMESPACE).spec.template.spec.containers[0].args
         assert "--cidr=10.11.0.0/24" in masq_args and "--cidr=10.12.0.0/24" in masq_args
         poke_args = " ".join(apps.read_namespaced_daemon_set(POD_POKE_DS, AGENT_NAMESPACE)
                              .spec.template.spec.containers[0].args)
         assert "default" in poke_args and "kube-system" in poke_args
+        assert apps.list_namespaced_deployment(CONNECTIVITY_NAMESPACE).items
 
         again = run_job(credentials["job"], answers)
         assert again.status == "successful", again.stdout[-3000:]
@@ -196,6 +208,7 @@ def test_job_template_with_the_shipped_clusterrole(credentials, run_job, kube_ad
     assert removed.status == "successful", removed.stdout[-3000:]
     assert not daemonset_exists(kube_admin, POD_POKE_DS)
     assert not daemonset_exists(kube_admin, MASQ_DS)
+    assert not namespace_exists(kube_admin, CONNECTIVITY_NAMESPACE)
 
 
 def test_a_token_without_rights_fails_with_a_clear_message(credentials, run_job):
