@@ -34,7 +34,7 @@ if REPO not in sys.path:
 # clients, and service-account tokens so an agent can run with exactly its own RBAC.
 LAB_KUBECONFIG = os.environ.get(
     "NETMEND_LAB_KUBECONFIG", os.path.expanduser("~/.cache/netmend-lab/kubeconfig"))
-VENV_BIN = os.path.join(REPO, ".venv", "bin")
+VENV_BIN = os.path.dirname(sys.executable)  # the virtualenv running the tests, whichever Python made it
 
 
 @pytest.fixture(scope="session")
