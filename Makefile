@@ -26,6 +26,8 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT):$(abspath $(VENV))/lib/python$(P
 # Everything Ansible, ansible-test and Molecule cache (collections, ansible-test's pip
 # bootstrap, Molecule's scenario state) stays in the build tree, never in ~/.ansible.
 export ANSIBLE_HOME := $(abspath $(BUILD)/ansible-home)
+# Module files of local tasks too (its default is ~/.ansible/tmp whatever ANSIBLE_HOME says).
+export ANSIBLE_REMOTE_TMP := $(ANSIBLE_HOME)/tmp
 # Molecule (ansible-compat) caches in $$VIRTUAL_ENV/.ansible when one is active, else in ANSIBLE_HOME.
 unexport VIRTUAL_ENV
 # Molecule installs the collection under test into its cache unless a link to this

@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from awx_helpers import REPO, clean_env
+from awx_helpers import REPO, clean_env, version
 
 pytestmark = pytest.mark.cluster
 
@@ -56,6 +56,7 @@ def test_readme_install_runs_the_main_job(collection_tarball, kubeconfig, tmp_pa
     assert re.search(r"^localhost\s*:.*failed=0", job.stdout, re.M)
     # The report read the lab's nodes through the installed collection.
     assert "kwok-node-" in job.stdout
-    assert str(installed) in subprocess.run(
-        [str(venv_bin / "ansible-galaxy"), "collection", "list", "netmend.k8s"], env=env,
-        capture_output=True, text=True, check=True).stdout
+    listed = subprocess.run([str(venv_bin / "ansible-galaxy"), "collection", "list", "netmend.k8s"], env=env,
+                            capture_output=True, text=True, check=True).stdout
+    assert "# %s\n" % installed.parent.parent in listed
+    assert re.search(r"^netmend\.k8s\s+%s\s*$" % re.escape(version()), listed, re.M)
