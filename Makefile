@@ -46,7 +46,7 @@ sysdeps: ## system packages the lab needs (iptables, iproute2), installed when m
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
 
-prereqs-python: ## check $(PYTHON): a version ansible-core supports, with the venv module
+prereqs-python: ## check PYTHON: a version ansible-core 2.19 supports, with its venv module
 	@[ -n "$(PY_XY)" ] || { echo "prereqs: '$(PYTHON)' does not run: install Python $(firstword $(PY_SUPPORTED)) to $(lastword $(PY_SUPPORTED)) or set PYTHON=python3.X" >&2; exit 1; }
 	@case " $(PY_SUPPORTED) " in *" $(PY_XY) "*) ;; *) echo "prereqs: $(PYTHON) is Python $(PY_XY); ansible-core 2.19 needs one of $(PY_SUPPORTED) (set PYTHON=python3.X)" >&2; exit 1;; esac
 	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || { echo "prereqs: $(PYTHON) has no venv/ensurepip module: install python$(PY_XY)-venv (Debian/Ubuntu) or your distribution's equivalent" >&2; exit 1; }
@@ -67,7 +67,7 @@ $(VENV_STAMP): requirements-dev.txt | prereqs-python
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-venv: $(VENV_STAMP) ## virtualenv with the pinned development requirements ($(PYTHON))
+venv: $(VENV_STAMP) ## virtualenv with the pinned development requirements, built with PYTHON
 
 collection: ## lay the repository out as ansible_collections/netmend/k8s
 	mkdir -p $(dir $(COLL_LINK))
