@@ -102,7 +102,8 @@ lint: venv collection ## ansible-lint (production profile) and yamllint
 	$(BIN)/antsibull-changelog lint
 
 changelog: venv collection ## CHANGELOG.rst for the version in galaxy.yml, from every fragment (run after adding one)
-	$(BIN)/antsibull-changelog release --update-existing
+	# The first release: every plugin and role of version_added 0.1.0 is new in it.
+	$(BIN)/antsibull-changelog release --update-existing --reload-plugins --cummulative-release
 
 lab-up: venv ## build (cached) and start the lab cluster
 	lab/cluster.sh up

@@ -37,6 +37,7 @@ RESOURCES = {
     "NetworkPolicy": ("networking.k8s.io", "networkpolicies"),
     "Node": ("", "nodes"),
     "Pod": ("", "pods"),
+    "PriorityClass": ("scheduling.k8s.io", "priorityclasses"),
     "RuntimeClass": ("node.k8s.io", "runtimeclasses"),
     "Service": ("", "services"),
     "ServiceAccount": ("", "serviceaccounts"),
@@ -47,6 +48,10 @@ EXPRESSIONS = {
     "{{ rollout_kind }}": ["DaemonSet", "Deployment"],  # roles/agent/tasks/rollout.yml callers
     "{{ __calico_installation }}": ["Installation"],  # roles/calico/tasks/render.yml
 }
+# roles/agent/tasks/owned.yml reads, and deletes when absent, objects its callers name in
+# owned_objects (built at run time): only objects the collection created carry the mark it
+# deletes by, so those loops cover every kind the roles create.
+OWNED_LOOPS = {"{{ owned_objects }}", "{{ agent_owned_result.ours if owned_state == 'absent' else [] }}"}
 # The calico role applies the Calico manifest the user gives: its contents (CRDs,
 # Calico's own ClusterRoles) are the user's, so installing Calico needs a credential
 # that may create them (cluster-admin); docs/rbac/clusterrole.yml says so.
@@ -68,6 +73,13 @@ DRAIN_RULES = {
     ("", "pods/eviction"): {"create"},
 }
 
+# The collection's own modules: those that call the API from the controller, with their calls,
+# and those that work on a node only.
+API_MODULES = {
+    "netmend.k8s.calico_mtu_restart": {("", "pods"): {"get", "list"}, ("", "pods/eviction"): {"create"}},
+}
+NODE_MODULES = {"netmend.k8s.calico_mtu", "netmend.k8s.masq_rule", "netmend.k8s.pod_poke"}
+
 TOP_LEVEL_KIND = re.compile(r"^kind:\s*([A-Za-z]+)\s*$", re.M)
 TEMPLATE_LOOKUP = re.compile(r"lookup\('ansible\.builtin\.template',\s*'([^']+)'\)")
 
@@ -80,18 +92,37 @@ def _tasks(items):
         yield task
 
 
+def _role_vars(role_dir):
+    path = os.path.join(role_dir, "vars", "main.yml")
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        return yaml.safe_load(handle) or {}
+
+
 def _task_kinds(role_dir, args, loop):
-    """The kinds one kubernetes.core.k8s/k8s_info task touches; None for the user's manifest."""
+    """The kinds one kubernetes.core.k8s/k8s_info task touches; None for the user's manifest,
+    OWNED_LOOPS for every kind the roles create."""
     kind = args.get("kind")
     definition = args.get("definition")
     if isinstance(kind, str) and "{{" not in kind:
         return [kind]
-    if kind == "{{ item.kind }}" and isinstance(loop, list):
-        return [item["kind"] for item in loop]
+    if kind in ("{{ item.kind }}", "{{ item.0.kind }}"):
+        if isinstance(loop, list):
+            return [item["kind"] for item in loop]
+        if loop in OWNED_LOOPS:
+            return OWNED_LOOPS
+        # A loop over a list of {kind: ...} the role keeps in vars/main.yml (maybe combined with more).
+        listed = re.match(r"\{\{\s*(__\w+)", loop or "")
+        values = _role_vars(role_dir).get(listed.group(1)) if listed else None
+        if isinstance(values, list):
+            return [item["kind"] for item in values]
     if isinstance(kind, str):
         if kind not in EXPRESSIONS:
             raise AssertionError("%s: kind %r: add it to EXPRESSIONS in this test" % (role_dir, kind))
         return EXPRESSIONS[kind]
+    if definition == "{{ item }}":  # a loop over the documents of a template
+        definition = loop
     if isinstance(definition, dict):
         return [definition["kind"]]
     if isinstance(definition, str):
@@ -114,7 +145,7 @@ def _add(needed, group_resource, verbs, where):
 
 def scan_roles():
     """{(group, resource): {verb: {where, ...}}} the roles need."""
-    needed = {}
+    needed, owned_calls, created = {}, [], set()
     roles = os.path.join(REPO, "roles")
     for role in sorted(os.listdir(roles)):
         role_dir = os.path.join(roles, role)
@@ -124,6 +155,12 @@ def scan_roles():
                 tasks = yaml.safe_load(handle) or []
             for task in _tasks(tasks):
                 where = "roles/%s/tasks/%s: %s" % (role, name, task.get("name"))
+                ours = [key for key in task if key.startswith("netmend.k8s.")]
+                for module in ours:
+                    assert module in API_MODULES or module in NODE_MODULES, (
+                        "%s: add %s to API_MODULES (with its API calls) or NODE_MODULES" % (where, module))
+                    for group_resource, verbs in API_MODULES.get(module, {}).items():
+                        _add(needed, group_resource, verbs, where)
                 if "kubernetes.core.k8s_drain" in task:
                     for group_resource, verbs in DRAIN_RULES.items():
                         _add(needed, group_resource, verbs, where)
@@ -138,21 +175,24 @@ def scan_roles():
                         "%s uses a kubernetes.core module this test does not know" % where)
                     continue
                 kinds = _task_kinds(role_dir, args, task.get("loop"))
+                if kinds is OWNED_LOOPS:
+                    owned_calls.append((verbs, where))
+                    continue
+                if "create" in verbs:
+                    created.update(kinds or [])
                 for kind in kinds or []:
                     assert kind in RESOURCES, "%s: kind %s: add it to RESOURCES and the ClusterRole" % (where, kind)
                     _add(needed, RESOURCES[kind], verbs, where)
         # RBAC the role grants its agents or Prometheus: the credential must hold it.
-        vars_file = os.path.join(role_dir, "vars", "main.yml")
-        if os.path.exists(vars_file):
-            with open(vars_file, encoding="utf-8") as handle:
-                variables = yaml.safe_load(handle) or {}
-            for name, value in variables.items():
-                if name.endswith("_rules") and isinstance(value, list):
-                    for rule in value:
-                        for group in rule["apiGroups"]:
-                            for resource in rule["resources"]:
-                                _add(needed, (group, resource), rule["verbs"],
-                                     "roles/%s/vars/main.yml: %s" % (role, name))
+        for name, value in _role_vars(role_dir).items():
+            if name.endswith("_rules") and isinstance(value, list):
+                for rule in value:
+                    for group in rule["apiGroups"]:
+                        for resource in rule["resources"]:
+                            _add(needed, (group, resource), rule["verbs"], "roles/%s/vars/main.yml: %s" % (role, name))
+    for verbs, where in owned_calls:
+        for kind in created:
+            _add(needed, RESOURCES[kind], verbs, where)
     return needed
 
 
