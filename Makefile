@@ -102,8 +102,9 @@ lint: venv collection ## ansible-lint (production profile) and yamllint
 	$(BIN)/antsibull-changelog lint
 
 changelog: venv collection ## CHANGELOG.rst for the version in galaxy.yml, from every fragment (run after adding one)
-	# The first release: every plugin and role of version_added 0.1.0 is new in it.
-	$(BIN)/antsibull-changelog release --update-existing --reload-plugins --cummulative-release
+	# The version is not out yet: its notes are rebuilt from every fragment and every plugin and role of that version_added.
+	$(BIN)/python -c 'import sys, yaml; p = "changelogs/changelog.yaml"; d = yaml.safe_load(open(p)); d["releases"].pop(sys.argv[1], None); yaml.safe_dump(d, open(p, "w"), sort_keys=True)' "$$(sed -n 's/^version: //p' galaxy.yml)"
+	$(BIN)/antsibull-changelog release --reload-plugins
 
 lab-up: venv ## build (cached) and start the lab cluster
 	lab/cluster.sh up

@@ -29,6 +29,7 @@ RESOURCES = {
     "ConfigMap": ("", "configmaps"),
     "CustomResourceDefinition": ("apiextensions.k8s.io", "customresourcedefinitions"),
     "DaemonSet": ("apps", "daemonsets"),
+    "EndpointSlice": ("discovery.k8s.io", "endpointslices"),
     "Deployment": ("apps", "deployments"),
     "FelixConfiguration": ("crd.projectcalico.org", "felixconfigurations"),
     "Installation": ("operator.tigera.io", "installations"),
@@ -78,7 +79,9 @@ DRAIN_RULES = {
 API_MODULES = {
     "netmend.k8s.calico_mtu_restart": {("", "pods"): {"get", "list"}, ("", "pods/eviction"): {"create"}},
 }
-NODE_MODULES = {"netmend.k8s.calico_mtu", "netmend.k8s.masq_rule", "netmend.k8s.pod_poke"}
+NODE_MODULES = {"netmend.k8s.calico_mtu", "netmend.k8s.masq_rule", "netmend.k8s.net_doctor", "netmend.k8s.pod_poke"}
+# kubernetes.core.k8s_log reads the pod, then its log.
+LOG_RULES = {("", "pods"): {"get"}, ("", "pods/log"): {"get"}}
 
 TOP_LEVEL_KIND = re.compile(r"^kind:\s*([A-Za-z]+)\s*$", re.M)
 TEMPLATE_LOOKUP = re.compile(r"lookup\('ansible\.builtin\.template',\s*'([^']+)'\)")
@@ -161,6 +164,10 @@ def scan_roles():
                         "%s: add %s to API_MODULES (with its API calls) or NODE_MODULES" % (where, module))
                     for group_resource, verbs in API_MODULES.get(module, {}).items():
                         _add(needed, group_resource, verbs, where)
+                if "kubernetes.core.k8s_log" in task:
+                    for group_resource, verbs in LOG_RULES.items():
+                        _add(needed, group_resource, verbs, where)
+                    continue
                 if "kubernetes.core.k8s_drain" in task:
                     for group_resource, verbs in DRAIN_RULES.items():
                         _add(needed, group_resource, verbs, where)
