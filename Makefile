@@ -9,12 +9,30 @@ PYTHON      ?= python3
 VENV        ?= .venv
 BIN         := $(VENV)/bin
 BUILD       := .build
+# X.Y of $(PYTHON), worked out at run time: the virtualenvs are built with it, and
+# ansible-test and the collection path follow it. ansible-core 2.19 runs on 3.11-3.13.
+PY_XY_CODE  := import sys; print("%d.%d" % sys.version_info[:2])
+PY_XY       := $(shell $(PYTHON) -c '$(PY_XY_CODE)' 2>/dev/null)
+PY_SUPPORTED := 3.11 3.12 3.13
+GO_MIN      := 1.25
+# A virtualenv remembers the Python that built it; another PYTHON gets a fresh one.
+VENV_STAMP  := $(BIN)/.installed-py$(PY_XY)
 COLL_ROOT   := $(abspath $(BUILD)/collections)
 COLL_LINK   := $(COLL_ROOT)/ansible_collections/netmend/k8s
 SANITY_ROOT := $(abspath $(BUILD)/sanity)
 SANITY_COPY := $(SANITY_ROOT)/ansible_collections/netmend/k8s
-SANITY_VENV := $(abspath $(BUILD)/sanity-venv)
-export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT):$(abspath $(VENV))/lib/python3.11/site-packages
+SANITY_VENV := $(abspath $(BUILD)/sanity-venv-py$(PY_XY))
+export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT):$(abspath $(VENV))/lib/python$(PY_XY)/site-packages
+# Everything Ansible, ansible-test and Molecule cache (collections, ansible-test's pip
+# bootstrap, Molecule's scenario state) stays in the build tree, never in ~/.ansible.
+export ANSIBLE_HOME := $(abspath $(BUILD)/ansible-home)
+# Module files of local tasks too (its default is ~/.ansible/tmp whatever ANSIBLE_HOME says).
+export ANSIBLE_REMOTE_TMP := $(ANSIBLE_HOME)/tmp
+# Molecule (ansible-compat) caches in $$VIRTUAL_ENV/.ansible when one is active, else in ANSIBLE_HOME.
+unexport VIRTUAL_ENV
+# Molecule installs the collection under test into its cache unless a link to this
+# checkout is already there: the link keeps the checkout the only copy.
+MOLECULE_LINK := $(ANSIBLE_HOME)/collections/ansible_collections/netmend/k8s
 export NETMEND_LAB_KUBECONFIG ?= $(HOME)/.cache/netmend-lab/kubeconfig
 export PATH := $(abspath $(BIN)):$(PATH)
 export ANSIBLE_FORCE_COLOR := 0
@@ -23,17 +41,33 @@ export PY_COLORS := 0
 sysdeps: ## system packages the lab needs (iptables, iproute2), installed when missing
 	lab/sysdeps.sh
 
-.PHONY: help sysdeps venv collection unit sanity lint lab-up lab-down lab-status lab-test molecule bench site test clean
+.PHONY: help sysdeps prereqs-python prereqs prereqs-root venv collection unit sanity lint lab-up lab-down lab-status lab-test awx-test changelog molecule molecule-kind bench site test clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
 
-$(BIN)/.installed: requirements-dev.txt
-	$(PYTHON) -m venv $(VENV)
+prereqs-python: ## check PYTHON: a version ansible-core 2.19 supports, with its venv module
+	@[ -n "$(PY_XY)" ] || { echo "prereqs: '$(PYTHON)' does not run: install Python $(firstword $(PY_SUPPORTED)) to $(lastword $(PY_SUPPORTED)) or set PYTHON=python3.X" >&2; exit 1; }
+	@case " $(PY_SUPPORTED) " in *" $(PY_XY) "*) ;; *) echo "prereqs: $(PYTHON) is Python $(PY_XY); ansible-core 2.19 needs one of $(PY_SUPPORTED) (set PYTHON=python3.X)" >&2; exit 1;; esac
+	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || { echo "prereqs: $(PYTHON) has no venv/ensurepip module: install python$(PY_XY)-venv (Debian/Ubuntu) or your distribution's equivalent" >&2; exit 1; }
+
+prereqs: prereqs-python ## check what the lab build needs too (Go) and say what to install
+	@command -v go >/dev/null || { echo "prereqs: the lab builds Kubernetes with Go $(GO_MIN) or newer: install Go (https://go.dev/dl/) and put it on PATH" >&2; exit 1; }
+	@have=$$(go env GOVERSION | sed -E 's/^go([0-9]+\.[0-9]+).*/\1/'); \
+	  [ "$$(printf '%s\n%s\n' "$(GO_MIN)" "$$have" | sort -V | head -n1)" = "$(GO_MIN)" ] || \
+	  { echo "prereqs: Go $$have is too old; the lab needs Go $(GO_MIN) or newer" >&2; exit 1; }
+
+prereqs-root: prereqs ## as prereqs, and root (the lab's network namespaces, iptables and nodes)
+	@[ "$$(id -u)" -eq 0 ] || { echo "prereqs: this target runs the network lab and needs root: run it with sudo" >&2; exit 1; }
+
+# X.Y of an existing interpreter, in a recipe (empty when it does not exist).
+PY_XY_OF = $$($(1) -c '$(PY_XY_CODE)' 2>/dev/null)
+$(VENV_STAMP): requirements-dev.txt | prereqs-python
+	[ "$(call PY_XY_OF,$(BIN)/python)" = "$(PY_XY)" ] || { rm -rf $(VENV); $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-venv: $(BIN)/.installed ## virtualenv with the pinned development requirements
+venv: $(VENV_STAMP) ## virtualenv with the pinned development requirements, built with PYTHON
 
 collection: ## lay the repository out as ansible_collections/netmend/k8s
 	mkdir -p $(dir $(COLL_LINK))
@@ -44,23 +78,33 @@ unit: venv collection ## unit tests (pure logic, no root, no cluster)
 
 # ansible-test gets a virtualenv of its own: --requirements installs its pinned
 # linters there, and its --venv/--docker modes need downloads this machine lacks.
-$(SANITY_VENV)/.installed: requirements-dev.txt
-	$(PYTHON) -m venv $(SANITY_VENV)
+# ansible-test reads its pip bootstrap from ~/.ansible/test/cache (a fixed path), so
+# it runs with HOME in the build tree; pip keeps the user's download cache.
+SANITY_HOME := $(abspath $(BUILD)/sanity-home)
+SANITY_STAMP := $(SANITY_VENV)/.installed
+$(SANITY_STAMP): requirements-dev.txt | prereqs-python
+	[ "$(call PY_XY_OF,$(SANITY_VENV)/bin/python)" = "$(PY_XY)" ] || { rm -rf $(SANITY_VENV); $(PYTHON) -m venv $(SANITY_VENV); }
 	$(SANITY_VENV)/bin/pip install --quiet --disable-pip-version-check "$$(grep '^ansible-core==' requirements-dev.txt)"
 	# ansible-test names its cached pip bootstrap after the pip version it pins.
-	version=$$(grep -oE "pip='[0-9.]+'" $(SANITY_VENV)/lib/python3.11/site-packages/ansible_test/_internal/python_requirements.py | grep -oE "[0-9.]+"); \
-	  mkdir -p $(HOME)/.ansible/test/cache && cp lab/ansible_test_pip.py $(HOME)/.ansible/test/cache/get_pip_$${version//./_}.py
+	version=$$(grep -oE "pip='[0-9.]+'" $(SANITY_VENV)/lib/python$(PY_XY)/site-packages/ansible_test/_internal/python_requirements.py | grep -oE "[0-9.]+"); \
+	  mkdir -p $(SANITY_HOME)/.ansible/test/cache && cp lab/ansible_test_pip.py $(SANITY_HOME)/.ansible/test/cache/get_pip_$${version//./_}.py
 	touch $@
 
-sanity: sysdeps $(SANITY_VENV)/.installed ## ansible-test sanity (local mode, in its own virtualenv)
+sanity: sysdeps $(SANITY_STAMP) ## ansible-test sanity (local mode, in its own virtualenv)
 	rm -rf $(SANITY_COPY); mkdir -p $(SANITY_COPY)
 	git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf - | tar -xf - -C $(SANITY_COPY)
 	cd $(SANITY_COPY) && git init -q && git add -A && \
-	  PATH=$(SANITY_VENV)/bin:$$PATH ansible-test sanity --local --python 3.11 --requirements --color no
+	  PIP_CACHE_DIR=$${PIP_CACHE_DIR:-$(HOME)/.cache/pip} HOME=$(SANITY_HOME) PATH=$(SANITY_VENV)/bin:$$PATH \
+	  ansible-test sanity --local --python $(PY_XY) --requirements --color no
 
 lint: venv collection ## ansible-lint (production profile) and yamllint
 	$(BIN)/ansible-lint --offline
 	$(BIN)/antsibull-changelog lint
+
+changelog: venv collection ## CHANGELOG.rst for the version in galaxy.yml, from every fragment (run after adding one)
+	# The version is not out yet: its notes are rebuilt from every fragment and every plugin and role of that version_added.
+	$(BIN)/python -c 'import sys, yaml; p = "changelogs/changelog.yaml"; d = yaml.safe_load(open(p)); d["releases"].pop(sys.argv[1], None); yaml.safe_dump(d, open(p, "w"), sort_keys=True)' "$$(sed -n 's/^version: //p' galaxy.yml)"
+	$(BIN)/antsibull-changelog release --reload-plugins
 
 lab-up: venv ## build (cached) and start the lab cluster
 	lab/cluster.sh up
@@ -71,29 +115,43 @@ lab-down: ## stop the lab cluster
 lab-status: ## is the lab cluster up
 	lab/cluster.sh status
 
-lab-test: sysdeps venv collection ## lab tests: real netns/iptables/packets and the lab API server (root)
+lab-test: prereqs-root sysdeps venv collection ## lab tests: real netns/iptables/packets and the lab API server (root)
 	$(BIN)/pytest tests/lab --junitxml=$(BUILD)/junit/lab.xml
 
-molecule: venv collection ## Molecule default scenario against the lab cluster
+awx-test: prereqs venv collection ## AWX job templates run by ansible-runner, and the built tarball in a clean virtualenv, against the lab cluster
+	$(BIN)/pytest tests/awx --junitxml=$(BUILD)/junit/awx.xml
+
+$(MOLECULE_LINK):
+	mkdir -p $(dir $@)
+	ln -sfn $(CURDIR) $@
+
+molecule: venv collection $(MOLECULE_LINK) ## Molecule default scenario against the lab cluster
 	# A scenario remembers it was prepared; start from nothing so prepare always runs.
 	$(BIN)/molecule reset -s default
 	$(BIN)/molecule test -s default
+
+# Needs kind and Docker or Podman, which this target checks first, and a Calico
+# manifest pinned by checksum: NETMEND_KIND_CALICO_MANIFEST (URL or path) and
+# NETMEND_KIND_CALICO_SHA256. See extensions/molecule/kind/molecule.yml.
+molecule-kind: venv collection $(MOLECULE_LINK) ## Molecule kind scenario: a kind cluster with real Calico (needs kind and a container engine)
+	$(BIN)/molecule reset -s kind
+	$(BIN)/molecule test -s kind
 
 bench: sysdeps venv collection ## every benchmark: figures and ratios, each measured side by side in one run (root, lab up)
 	lab/cluster.sh up
 	for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script; done
 
-site: venv collection ## the main job against the lab cluster
+site: prereqs venv collection ## the main job against the lab cluster
 	lab/cluster.sh up
 	$(BIN)/ansible-playbook -i localhost, playbooks/site.yml -e @playbooks/vars/lab.yml
 
-test: sysdeps venv collection ## everything, from nothing: CI runs this
+test: prereqs-root sysdeps venv collection ## everything, from nothing: CI runs this
 	rm -rf $(BUILD)/junit
 	$(MAKE) unit
 	$(MAKE) lint
 	$(MAKE) sanity
 	lab/cluster.sh up
-	trap 'lab/cluster.sh down' EXIT; $(MAKE) lab-test && $(MAKE) molecule && $(MAKE) site
+	trap 'lab/cluster.sh down' EXIT; $(MAKE) lab-test && $(MAKE) awx-test && $(MAKE) molecule && $(MAKE) site
 	$(BIN)/python lab/summary.py $(BUILD)/junit
 
 clean: ## remove the virtualenv and build tree (the Go binary cache stays)

@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import sysconfig
 import uuid
 
 import pytest
@@ -33,7 +34,7 @@ if REPO not in sys.path:
 # clients, and service-account tokens so an agent can run with exactly its own RBAC.
 LAB_KUBECONFIG = os.environ.get(
     "NETMEND_LAB_KUBECONFIG", os.path.expanduser("~/.cache/netmend-lab/kubeconfig"))
-VENV_BIN = os.path.join(REPO, ".venv", "bin")
+VENV_BIN = os.path.dirname(sys.executable)  # the virtualenv running the tests, whichever Python made it
 
 
 @pytest.fixture(scope="session")
@@ -127,7 +128,7 @@ def ansible_env(kubeconfig):
     env = dict(os.environ)
     env.update({
         "ANSIBLE_COLLECTIONS_PATH": "%s:%s" % (
-            COLLECTIONS, os.path.join(REPO, ".venv", "lib", "python3.11", "site-packages")),
+            COLLECTIONS, sysconfig.get_paths()["purelib"]),
         "K8S_AUTH_KUBECONFIG": kubeconfig,
         "ANSIBLE_FORCE_COLOR": "0",
         "ANSIBLE_NOCOLOR": "1",

@@ -6,7 +6,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: calico_mtu_restart
 short_description: Restart, by eviction, the pods of a node whose Calico interface has another MTU
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Lists the pods of O(node) and picks those whose host-side Calico veth is one of O(stale_interfaces), the
     RV(netmend.k8s.calico_mtu#module:stale_interfaces) that M(netmend.k8s.calico_mtu) returned for that node.

@@ -5,7 +5,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: pod_poke
 short_description: Ping many pod addresses at once and report which answer
-version_added: 1.0.0
+version_added: 0.1.0
 description:
   - Sends ICMP echo requests to every target at once from one ICMP socket per address
     family (IPv4 and IPv6), matches replies by identifier, sequence number and source,

@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 
 import kubernetes
 import pytest
@@ -63,7 +64,7 @@ def play(tmp_path):
     playbook.write_text(PLAYBOOK)
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH="%s:%s" % (
         os.path.join(REPO, ".build", "collections"),
-        os.path.join(os.path.dirname(VENV_BIN), "lib", "python3.11", "site-packages")),
+        sysconfig.get_paths()["purelib"]),
         ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="0")
 
     def run(extra_vars, check=False, expect_failure=False):
