@@ -256,12 +256,9 @@ def agent_objects(kube_admin):
     return found
 
 
-def test_agent_delivery_runs_once_and_leaves_nothing(kube_admin, role):
-    """KWOK pods run no containers, so no node has a result to read: each is reported as not diagnosed.
-
-    The agent itself is proven on real nodes (lab kubelet nodes); here: what the role
-    deploys, that it reads back per node, and that it removes everything it created.
-    """
+def test_agent_delivery_runs_once_and_leaves_nothing(kube_admin, role, real_nodes):
+    """The run-once agent runs as a real pod on each real kubelet node and reports it; KWOK pods run
+    no containers, so each KWOK node is reported as not diagnosed. Then nothing of it is left."""
     from kubernetes import client
 
     seen = {}
@@ -287,6 +284,11 @@ def test_agent_delivery_runs_once_and_leaves_nothing(kube_admin, role):
     kwok_nodes = sorted(n.metadata.name for n in client.CoreV1Api(kube_admin).list_node().items
                         if n.metadata.name.startswith("kwok-node-"))
     assert sorted(report["undiagnosed"]) == kwok_nodes
+    # Read back from each real pod's log: the node's own namespace (lo and eth0 at least; it routes pods).
+    assert sorted(report["facts"]) == sorted(real_nodes), report["facts"]
+    for node in real_nodes:
+        facts = report["facts"][node]
+        assert facts["interfaces"] >= 2 and facts["forwarding"]["ipv4"] == 1, facts
     assert agent_objects(kube_admin) == {}, "the run-once agent was left behind"
     pod = seen["spec"]["template"]["spec"]
     assert pod["host_network"] is True and not pod["host_pid"]
