@@ -29,6 +29,31 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)  # for `import lab.netlab`
 
 
+# --- CNI config fixtures (tests/unit/fixtures/cni) ---------------------------------------
+# Shapes install-cni, the operator and GKE write. CRLF and BOM files are made from stored LF/plain
+# ones at test time: ansible-test sanity refuses both in a collection's files, with reason.
+CNI_FIXTURES = os.path.join(REPO, "tests", "unit", "fixtures", "cni")
+CNI_DERIVED = {
+    # an editor on Windows: every line ends in CRLF, some carry trailing blanks
+    "install-cni-crlf.conflist": ("install-cni-trailing-blanks.conflist", lambda data: data.replace(b"\n", b"\r\n")),
+    # a UTF-8 byte order mark before the JSON (Go's decoder rejects it; we keep it and warn)
+    "install-cni-bom.conflist": ("install-cni-mtu1500.conflist", lambda data: b"\xef\xbb\xbf" + data),
+}
+
+
+def cni_fixture_bytes(name):
+    """The bytes of CNI config fixture ``name``, derived ones (CRLF, BOM) included."""
+    stored, derive = CNI_DERIVED.get(name, (name, lambda data: data))
+    with open(os.path.join(CNI_FIXTURES, stored), "rb") as handle:
+        return derive(handle.read())
+
+
+@pytest.fixture
+def cni_fixture():
+    """cni_fixture(name) -> the bytes of a CNI config fixture (see CNI_DERIVED)."""
+    return cni_fixture_bytes
+
+
 # --- the lab cluster ------------------------------------------------------------------
 # Fixtures for tests marked `cluster`: the admin kubeconfig of lab/cluster.py, API
 # clients, and service-account tokens so an agent can run with exactly its own RBAC.
@@ -70,9 +95,7 @@ def kube_server(kube_admin):
     return configuration.host, configuration.ssl_ca_cert
 
 
-@pytest.fixture
-def namespace(kube_admin):
-    """A fresh namespace, deleted after the test."""
+def _fresh_namespace(kube_admin):
     from kubernetes import client
 
     name = "t-" + uuid.uuid4().hex[:8]
@@ -80,6 +103,18 @@ def namespace(kube_admin):
     core.create_namespace({"metadata": {"name": name}})
     yield name
     core.delete_namespace(name)
+
+
+@pytest.fixture
+def namespace(kube_admin):
+    """A fresh namespace, deleted after the test."""
+    yield from _fresh_namespace(kube_admin)
+
+
+@pytest.fixture(scope="module")
+def module_namespace(kube_admin):
+    """A namespace shared by the tests of one module, deleted after them."""
+    yield from _fresh_namespace(kube_admin)
 
 
 @pytest.fixture

@@ -26,6 +26,14 @@ def wait_for(predicate, what, timeout=90, interval=0.5):
     pytest.fail("timed out after %ss waiting for %s (last: %r)" % (timeout, what, last))
 
 
+def wait_value(fetch, accept, what, timeout=90):
+    """Poll ``fetch()`` until ``accept(value)`` holds for a truthy value; that value."""
+    def check():
+        value = fetch()
+        return value if value and accept(value) else None
+    return wait_for(check, what, timeout=timeout)
+
+
 def agent_pods(core, real_nodes, namespace, name):
     """{node: pod} of a DaemonSet's pod on each real node, once each is Running and Ready."""
 
@@ -62,15 +70,3 @@ def run_role(ansible_env, folder, role, extra_vars):
     argv = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", path,
             "-e", json.dumps(extra_vars)]
     return subprocess.run(argv, env=ansible_env, capture_output=True, text=True, timeout=900, check=False)
-
-
-@pytest.fixture(scope="module")
-def module_namespace(kube_admin):
-    """A namespace shared by the tests of one module, deleted after them."""
-    from kubernetes import client
-
-    name = "t-" + uuid.uuid4().hex[:8]
-    core = client.CoreV1Api(kube_admin)
-    core.create_namespace({"metadata": {"name": name}})
-    yield name
-    core.delete_namespace(name)

@@ -40,6 +40,7 @@ def lab_promtool():
         subprocess.run([os.path.join(REPO, "lab", "build.sh"), "promtool"], check=True, stdout=subprocess.DEVNULL)
     return path
 
+
 PREPARE_PLAY = {"tasks": PREPARE}
 
 FELIX_CRD = {

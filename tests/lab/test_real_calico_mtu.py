@@ -14,7 +14,7 @@ import re
 import subprocess
 
 import pytest
-from real_pods import agent_pods, wait_for  # sibling helper module (tests/lab is on sys.path)
+from real_pods import agent_pods, wait_for, wait_value  # sibling helper module (tests/lab is on sys.path)
 from test_real_nodes import node_init_pid
 
 from lab.netlab import calico_veth_name
@@ -52,7 +52,7 @@ def veth_mtu(topo, node, pod, namespace):
 
 
 def test_calico_mtu_agent_evicts_exactly_the_wrong_mtu_pods(calico_conflist, run_playbook, kube_admin, namespace,
-                                                           real_pod, real_nodes, real_topology):
+                                                            real_pod, real_nodes, real_topology):
     from kubernetes import client
 
     core = client.CoreV1Api(kube_admin)
@@ -97,8 +97,9 @@ def test_calico_mtu_agent_evicts_exactly_the_wrong_mtu_pods(calico_conflist, run
             return not now or now[0].metadata.uid != pods[name].metadata.uid
 
         wait_for(lambda: gone("wrong"), "the wrong-MTU pod to be evicted")
-        log = wait_for(lambda: (lambda text: text if "eviction refused by a PodDisruptionBudget" in text else None)(
-            core.read_namespaced_pod_log(agent, AGENT_NAMESPACE)), "the PodDisruptionBudget to hold one back")
+        log = wait_value(lambda: core.read_namespaced_pod_log(agent, AGENT_NAMESPACE),
+                         lambda text: "eviction refused by a PodDisruptionBudget" in text,
+                         "the PodDisruptionBudget to hold one back")
         evicted = set(re.findall(r'evicted pod .*pod="([^"]+)"', log))
         assert evicted == {"wrong"}, log
         assert not gone("right") and not gone("held")

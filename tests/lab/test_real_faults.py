@@ -7,13 +7,16 @@ import signal
 import subprocess
 
 import pytest
-from real_pods import agent_pods, module_namespace, wait_for  # noqa: F401 - fixture; sibling helper module
-from test_real_pod_poke import AGENT_NAMESPACE, DAEMONSET, METRICS_PORT, metric, poke_agent  # noqa: F401 - fixture
+import test_real_pod_poke  # sibling test module (tests/lab is on sys.path)
+from real_pods import agent_pods, wait_for  # sibling helper module
+from test_real_pod_poke import AGENT_NAMESPACE, DAEMONSET, METRICS_PORT, metric
 
 from lab import images, realnodes
 
 pytestmark = [pytest.mark.cluster, pytest.mark.netlab]
 
+# The pod_poke agent of test_real_pod_poke, deployed once for this module too.
+poke_agent = test_real_pod_poke.poke_agent
 KWOKCTL_CLUSTER = os.environ.get("NETMEND_LAB_CLUSTER", "netmend-lab")
 
 

@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 import pytest
-from real_pods import LAB_IMAGE, LAB_IPTABLES_IMAGE, agent_pods, wait_for  # sibling helper module
+from real_pods import LAB_IMAGE, LAB_IPTABLES_IMAGE, agent_pods, wait_for, wait_value  # sibling helper module
 
 pytestmark = [pytest.mark.cluster, pytest.mark.netlab]
 
@@ -117,8 +117,9 @@ def test_masq_rule_agent_on_real_nodes(mode, image, run_playbook, kube_admin, na
         assert pods[node].spec.containers[0].image == image
 
         # The chain and its jump land in the node's nat table, not the machine's.
-        table = wait_for(lambda: (lambda t: t if any(CHAIN in line and "POSTROUTING" in line for line in t)
-                                  else None)(nat_table(real_topology, node)), "the agent's jump on %s" % node)
+        table = wait_value(lambda: nat_table(real_topology, node),
+                           lambda t: any(CHAIN in line and "POSTROUTING" in line for line in t),
+                           "the agent's jump on %s" % node)
         assert ":%s - " % CHAIN in table
         assert any(("-d %s/32" % vpn_host.ip) in line and "MASQUERADE" in line for line in table), table
         machine_now = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True, check=True).stdout

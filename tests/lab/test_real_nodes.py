@@ -100,7 +100,7 @@ def test_host_network_pod_sees_the_node_and_reaches_the_api(kube_admin, real_pod
     links, code = pod_exec(namespace, name, ["ls", "/sys/class/net"])
     assert code == 0
     assert {"eth0", "cni0"} <= set(links.split()) and "ifb0" not in links.split()
-    init, _ = pod_exec(namespace, name, ["cat", "/proc/1/cmdline"])
+    init = pod_exec(namespace, name, ["cat", "/proc/1/cmdline"])[0]
     assert "realnodes.py\0init" in init
     # The kubernetes Service address, the pod's projected token and the cluster CA, as an in-cluster client uses them.
     output, code = pod_exec(namespace, name, ["python3", "-c", IN_CLUSTER])

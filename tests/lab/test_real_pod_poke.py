@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from real_pods import agent_pods, module_namespace, run_role, wait_for  # noqa: F401 - fixture; sibling helper module (tests/lab is on sys.path)
+from real_pods import agent_pods, run_role, wait_value  # sibling helper module (tests/lab is on sys.path)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.netlab]
 
@@ -55,7 +55,7 @@ def test_pod_poke_agent_runs_on_every_real_node(poke_agent, kube_admin, real_nod
 
 
 def test_pod_poke_agent_finds_real_targets_across_nodes(poke_agent, real_pod, pod_exec, kube_admin, module_namespace,
-                                                         real_nodes):
+                                                        real_nodes):
     namespace = module_namespace
     from kubernetes import client
 
@@ -71,17 +71,17 @@ def test_pod_poke_agent_finds_real_targets_across_nodes(poke_agent, real_pod, po
         return text if code == 0 else None
 
     # The agent on node 0 pings the pod on node 1 and finds it reachable.
-    text = wait_for(lambda: (lambda t: t if t and metric(t, "targets", real_nodes[0]) == 1
-                             and metric(t, "unreachable", real_nodes[0]) == 0 else None)(metrics()),
-                    "the agent on %s to sweep %s" % (real_nodes[0], target.status.pod_ip))
+    text = wait_value(metrics, lambda t: metric(t, "targets", real_nodes[0]) == 1
+                      and metric(t, "unreachable", real_nodes[0]) == 0,
+                      "the agent on %s to sweep %s" % (real_nodes[0], target.status.pod_ip))
     assert metric(text, "rtt_seconds_count", real_nodes[0]) >= 1
     log = core.read_namespaced_pod_log(agent.metadata.name, AGENT_NAMESPACE)
     sweeps = [line for line in log.splitlines() if " sweep " in line]
     assert any(" reachable=1" in line and " targets=1" in line for line in sweeps), log
     # A deleted pod's address leaves the agent's targets (its watch saw the deletion).
     core.delete_namespaced_pod("target", namespace, grace_period_seconds=0)
-    wait_for(lambda: (lambda t: t and metric(t, "targets", real_nodes[0]) == 0)(metrics()),
-             "the deleted pod to leave the agent's targets")
+    wait_value(metrics, lambda t: metric(t, "targets", real_nodes[0]) == 0,
+               "the deleted pod to leave the agent's targets")
     log = core.read_namespaced_pod_log(agent.metadata.name, AGENT_NAMESPACE)
     assert target.status.pod_ip not in re.findall(r'unreachable ip="([^"]+)"', log)
 

@@ -305,14 +305,6 @@ def test_role_overhead_table_matches_the_core():
 
 # --- real conflist shapes (tests/unit/fixtures/cni) ----------------------------------------
 
-CNI_FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "cni")
-
-
-def fixture_bytes(name):
-    with open(os.path.join(CNI_FIXTURES, name), "rb") as handle:
-        return handle.read()
-
-
 def only_mtu_changed(before, after, old, new):
     """``after`` is ``before`` with the calico entry's ``"mtu": old`` literal replaced, nothing else."""
     assert before.count(b'"mtu": %d' % old) == 1
@@ -328,8 +320,8 @@ def only_mtu_changed(before, after, old, new):
     # a UTF-8 byte order mark stays, with a warning that Go's JSON decoder rejects it
     ("install-cni-bom.conflist", 1500, "starts with a UTF-8 byte order mark"),
 ])
-def test_ensure_config_mtu_keeps_every_other_byte(tmp_path, name, old, warning):
-    before = fixture_bytes(name)
+def test_ensure_config_mtu_keeps_every_other_byte(tmp_path, name, old, warning, cni_fixture):
+    before = cni_fixture(name)
     path = tmp_path / "10-calico.conflist"
     path.write_bytes(before)
     result = mtu.ensure_config_mtu(str(path), 1410)
@@ -342,18 +334,18 @@ def test_ensure_config_mtu_keeps_every_other_byte(tmp_path, name, old, warning):
     assert mtu.ensure_config_mtu(str(path), 1410)["changed"] is False
 
 
-def test_crlf_fixture_really_has_crlf():
-    text = fixture_bytes("install-cni-crlf.conflist")
+def test_crlf_fixture_really_has_crlf(cni_fixture):
+    text = cni_fixture("install-cni-crlf.conflist")
     assert text.count(b"\r\n") == text.count(b"\n") > 30
     assert b'"info",  \r\n' in text
 
 
-def test_symlinked_conflist_is_written_through(tmp_path):
+def test_symlinked_conflist_is_written_through(tmp_path, cni_fixture):
     """install-cni on some distributions links 10-calico.conflist to a file kept elsewhere."""
     store = tmp_path / "store"
     store.mkdir()
     target = store / "calico.conflist"
-    target.write_bytes(fixture_bytes("install-cni.conflist"))
+    target.write_bytes(cni_fixture("install-cni.conflist"))
     os.chmod(target, 0o600)
     cni = tmp_path / "net.d"
     cni.mkdir()
@@ -362,7 +354,7 @@ def test_symlinked_conflist_is_written_through(tmp_path):
     result = mtu.ensure_config_mtu(str(link), 1440)
     assert result["changed"] is True
     assert os.path.islink(link) and os.readlink(link) == os.path.join("..", "store", "calico.conflist")
-    only_mtu_changed(fixture_bytes("install-cni.conflist"), target.read_bytes(), 0, 1440)
+    only_mtu_changed(cni_fixture("install-cni.conflist"), target.read_bytes(), 0, 1440)
     assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
     assert sorted(os.listdir(cni)) == ["10-calico.conflist"] and sorted(os.listdir(store)) == ["calico.conflist"]
     assert mtu.ensure_config_mtu(str(link), 1440)["changed"] is False
@@ -376,9 +368,9 @@ def test_dangling_symlink_is_refused_naming_it(tmp_path):
     assert os.path.islink(link) and os.listdir(tmp_path) == ["10-calico.conflist"]
 
 
-def test_duplicate_plugins_keys_edit_the_last(tmp_path):
+def test_duplicate_plugins_keys_edit_the_last(tmp_path, cni_fixture):
     """Go's encoding/json, like Python's, keeps the last duplicate key: that list is what the runtime runs."""
-    before = fixture_bytes("duplicate-plugins.conflist")
+    before = cni_fixture("duplicate-plugins.conflist")
     path = tmp_path / "10-calico.conflist"
     path.write_bytes(before)
     result = mtu.ensure_config_mtu(str(path), 1410)

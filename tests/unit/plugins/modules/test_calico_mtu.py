@@ -164,17 +164,13 @@ def test_stale_interfaces(node, result):
     assert result()["stale_interfaces"] == []
 
 
-CNI_FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "cni")
-
-
 @pytest.mark.parametrize("fixture, old, warning", [
     ("install-cni-crlf.conflist", b'"mtu": 0', None),
     ("install-cni-bom.conflist", b'"mtu": 1500', "starts with a UTF-8 byte order mark"),
     ("duplicate-plugins.conflist", b'"mtu": 1480', 'has 2 "plugins" keys'),
 ])
-def test_diff_shows_the_file_exactly(node, result, warned, fixture, old, warning):
-    with open(os.path.join(CNI_FIXTURES, fixture), "rb") as handle:
-        content = handle.read()
+def test_diff_shows_the_file_exactly(node, result, warned, fixture, old, warning, cni_fixture):
+    content = cni_fixture(fixture)
     node.write_bytes(content)
     assert run({"path": str(node), "mtu": 1410}, diff=True) == 0
     answer = result()
