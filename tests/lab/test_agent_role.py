@@ -17,6 +17,10 @@ def play_vars(namespace, state="present"):
         "agent_state": state,
         "agent_rbac_rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}],
         "agent_args": ["--interval", "5"],
+        # The real nodes run the agent: it needs its fix's code and NET_RAW, as the pod_poke role gives it.
+        "agent_code_files": ["poke.py", "poke_agent.py"],
+        "agent_container_security_context": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                             "capabilities": {"add": ["NET_RAW"], "drop": ["ALL"]}},
     }
 
 
@@ -63,7 +67,7 @@ def test_agent_role_lifecycle(run_playbook, kube_admin, agent_namespace):
     assert code_name.startswith("netmend-pod-poke-code-") and len(code_name) == len("netmend-pod-poke-code-") + 10
     cm = core.read_namespaced_config_map(code_name, agent_namespace)
     assert cm.immutable is True
-    assert set(cm.data) == {"agent.py", "kube_lite.py"}
+    assert set(cm.data) == {"agent.py", "kube_lite.py", "poke.py", "poke_agent.py"}
     with open("plugins/module_utils/kube_lite.py", encoding="utf-8") as handle:
         assert cm.data["kube_lite.py"] == handle.read()
     assert spec.priority_class_name == "netmend-node-critical"
@@ -105,12 +109,13 @@ def test_new_code_is_a_new_immutable_config_map_and_the_old_one_goes(run_playboo
         core.patch_namespaced_config_map(old, agent_namespace, {"data": {"agent.py": "import os; os.system('id')"}})
     assert refused.value.status == 422 and "immutable" in str(refused.value.body)
 
-    newer = run_playbook(PLAY, extra_vars=dict(play_vars(agent_namespace), agent_code_files=["poke.py", "poke_agent.py"]))
+    newer = run_playbook(PLAY, extra_vars=dict(play_vars(agent_namespace),
+                                               agent_code_files=["poke.py", "poke_agent.py", "mtu.py"]))
     assert newer.returncode == 0, newer.stdout
     [new] = code_maps(core, agent_namespace)
     assert new != old
     assert set(core.read_namespaced_config_map(new, agent_namespace).data) == {
-        "agent.py", "kube_lite.py", "poke.py", "poke_agent.py"}
+        "agent.py", "kube_lite.py", "poke.py", "poke_agent.py", "mtu.py"}
     ds = apps.read_namespaced_daemon_set("netmend-pod-poke", agent_namespace)
     assert ds.spec.template.spec.volumes[0].config_map.name == new
 
