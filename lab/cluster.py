@@ -34,17 +34,6 @@ def say(message):
     print("[lab cluster] %s" % message, flush=True)
 
 
-def versions():
-    values = {}
-    with open(os.path.join(HERE, "versions.env"), encoding="utf-8") as handle:
-        for line in handle:
-            line = line.strip()
-            if line and not line.startswith("#"):
-                key, value = line.split("=", 1)
-                values[key] = value
-    return values
-
-
 def build():
     """Run the cached builds of what the cluster runs: binaries and the real nodes' images
     (promtool is the tests'). Returns the binaries' directory."""
@@ -54,7 +43,7 @@ def build():
 
 
 def kwokctl(bins, *args, check=True, capture=False):
-    v = versions()
+    v = images.versions()
     env = dict(os.environ, KWOK_WORKDIR=WORKDIR)
     argv = [os.path.join(bins, "kwok-%s" % v["KWOK_VERSION"], "kwokctl"), "--name", CLUSTER, *args]
     return subprocess.run(argv, check=check, env=env, text=True,
@@ -170,7 +159,7 @@ def kwokctl_config():
 def up(count, real):
     started = time.monotonic()
     bins = build()
-    v = versions()
+    v = images.versions()
     saved = os.path.join(WORKDIR, "clusters", CLUSTER, "kwok.yaml")
     if api_ready() and os.path.exists(saved):
         with open(saved, encoding="utf-8") as handle:

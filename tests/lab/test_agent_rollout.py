@@ -29,6 +29,8 @@ def play_vars(namespace, interval="5", timeout=120, min_ready=4):
         "agent_args": ["--interval", interval],
         "agent_min_ready_seconds": min_ready,
         "agent_wait_timeout": timeout,
+        # KWOK nodes only: the test plays their kubelet. The real nodes' kubelets speak for themselves.
+        "agent_node_selector": {"type": "kwok"},
     }
 
 

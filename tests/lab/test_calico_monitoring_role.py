@@ -32,10 +32,10 @@ PROM_FIXTURES = os.path.join(REPO, "tests", "unit", "fixtures", "prometheus")
 
 def lab_promtool():
     """The promtool lab/build.sh builds from Prometheus's Go module (Debian's lacks Kubernetes discovery)."""
-    from lab import cluster
+    from lab import images
 
-    version = cluster.versions()["PROMETHEUS_VERSION"]
-    path = os.path.join(cluster.CACHE, "bin", "promtool-" + version, "promtool")
+    version = images.versions()["PROMETHEUS_VERSION"]
+    path = os.path.join(images.CACHE, "bin", "promtool-" + version, "promtool")
     if not os.path.exists(os.path.join(os.path.dirname(path), ".ok")):
         subprocess.run([os.path.join(REPO, "lab", "build.sh"), "promtool"], check=True, stdout=subprocess.DEVNULL)
     return path
