@@ -9,8 +9,8 @@ the machine changes:
   gateway address, on which the API server already listens. The only link the
   machine gets is that veth; it has no route to the pods.
 - pods: the standard CNI plugins (``bridge`` + ``host-local``, Debian's
-  containernetworking-plugins) on ``cni0``, each node its own /24 of
-  :data:`POD_SUPERNET`, the other nodes' /24s routed over the underlay. A chained
+  containernetworking-plugins) on ``cni0``, each node its own /26 of
+  :data:`POD_SUPERNET`, the other nodes' CIDRs routed over the underlay. A chained
   plugin (lab/cni_veth.py) names the host-side veth the Calico way.
   Calico's own CNI plugin cannot be built here (a Go module it needs is not served),
   so Calico stays a configuration the lab installs and inspects, not the pod network.
@@ -53,7 +53,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CACHE = os.environ.get("NETMEND_LAB_CACHE", os.path.expanduser("~/.cache/netmend-lab"))
 CLUSTER = os.environ.get("NETMEND_LAB_CLUSTER", "netmend-lab")
 NODE_PREFIX = "real-node-"
-POD_SUPERNET = "10.245.0.0/16"  # KWOK nodes take 10.244.<i>.0/24; real node i gets 10.245.<i>.0/24
+POD_SUPERNET = "10.244.3.0/24"  # KWOK nodes take 10.244.<i>.0/24 (i < 3); real node i gets the i-th /26 of this
+# (up to 4), so every node's podCIDR stays inside the cluster pod CIDR 10.244.0.0/22, as in a real cluster.
+POD_PREFIX = 26
 SERVICE_IP = "10.0.0.1"  # kwokctl's API server: service range 10.0.0.0/24, `kubernetes` is its first address
 SERVICE_PORT = 443
 LABEL = "netmend.lab/real"
@@ -110,7 +112,7 @@ class Topology:
 
     @staticmethod
     def pod_cidr(index):
-        return str(list(ipaddress.ip_network(POD_SUPERNET).subnets(new_prefix=24))[index])
+        return str(list(ipaddress.ip_network(POD_SUPERNET).subnets(new_prefix=POD_PREFIX))[index])
 
     def netns(self, name):
         return "nmr-%s-%s" % (self.cluster, name)
@@ -250,7 +252,7 @@ def remove_switch(topo):
 
 
 def sync_routes(topo):
-    """Route every node's pod /24 to it from every other node."""
+    """Route every node's pod CIDR to it from every other node."""
     nodes = topo.nodes()
     supernet = ipaddress.ip_network(POD_SUPERNET)
     for name in nodes:

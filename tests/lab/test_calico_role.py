@@ -26,8 +26,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 FIXTURES = os.path.join(REPO, "tests", "lab", "fixtures", "calico")
 MANIFEST = os.path.join(FIXTURES, "calico.manifest")
 OPERATOR = os.path.join(FIXTURES, "operator.yaml")
-POD_CIDR = "10.244.0.0/22"  # the span of the lab nodes' 10.244.{0,1,2}.0/24
-NODE_RANGES = "(10.244.0.0/24, 10.244.1.0/24, 10.244.2.0/24)"
+POD_CIDR = "10.244.0.0/22"  # the span of the lab nodes' podCIDRs
+# KWOK nodes' 10.244.{0,1,2}.0/24 and the real nodes' /26s of 10.244.3.0/24 (lab/realnodes.py)
+NODE_RANGES = "(10.244.0.0/24, 10.244.1.0/24, 10.244.2.0/24, 10.244.3.0/26, 10.244.3.64/26)"
 INSTALLATION_CRD = "installations.operator.tigera.io"
 IPPOOL_CRD = "ippools.crd.projectcalico.org"
 
