@@ -196,7 +196,8 @@ def kwok_addresses(kube_admin):
         core.patch_node_status(name, {"status": {"addresses": addresses}})
 
 
-def test_host_delivery_on_kwok_nodes_played_by_namespaces(netlab, role, kwok_addresses, read_only_kubeconfig, tmp_path):
+def test_host_delivery_on_kwok_nodes_played_by_namespaces(netlab, role, kwok_addresses, read_only_kubeconfig, tmp_path,
+                                                           kube_admin):
     nodes = [netlab.add_node("kwok-node-%d" % index) for index in (0, 1)]
     underlay = netlab.connect_nodes(nodes)
     for index, node in enumerate(nodes):
@@ -219,9 +220,15 @@ def test_host_delivery_on_kwok_nodes_played_by_namespaces(netlab, role, kwok_add
     assert rc == 0, out
     assert sorted(report["facts"]) == ["kwok-node-0", "kwok-node-1"] and report["undiagnosed"] == {}
     found = by_id(report)
-    # kwok-node-2 is in the cluster but has no namespace and so no route on either node
-    assert sorted((item["node"], item["subject"]) for item in found.pop("route_missing")) == [
-        ("kwok-node-0", "10.244.2.0/24 (node kwok-node-2)"), ("kwok-node-1", "10.244.2.0/24 (node kwok-node-2)")]
+    # kwok-node-2 and the lab's real nodes are in the cluster but not in this play's namespaces: no route to
+    # their pod CIDRs on either node
+    from kubernetes import client as kube_client
+
+    elsewhere = ["%s (node %s)" % (node.spec.pod_cidr, node.metadata.name)
+                 for node in kube_client.CoreV1Api(kube_admin).list_node().items
+                 if node.metadata.name not in ("kwok-node-0", "kwok-node-1") and node.spec.pod_cidr]
+    assert sorted((item["node"], item["subject"]) for item in found.pop("route_missing")) == sorted(
+        (node, subject) for node in ("kwok-node-0", "kwok-node-1") for subject in elsewhere)
     (inconsistent,) = found.pop("mtu_inconsistent")
     assert inconsistent["observed"] == "MTU 1400 on kwok-node-1; MTU 1500 on kwok-node-0"
     # kwok-node-1's pod veth is still 1500 on a 1400 uplink
@@ -229,7 +236,8 @@ def test_host_delivery_on_kwok_nodes_played_by_namespaces(netlab, role, kwok_add
     assert mismatch["node"] == "kwok-node-1" and mismatch["observed"].startswith("MTU 1500")
     # no CNI agent pods, no DNS Service: nothing else; routes between the two namespaces are right
     assert found == {}, json.dumps(found, indent=1)
-    assert report["facts"]["kwok-node-0"]["peers"] == ["kwok-node-1", "kwok-node-2"]
+    assert report["facts"]["kwok-node-0"]["peers"] == sorted(
+        ["kwok-node-1"] + [subject.split("(node ")[1].rstrip(")") for subject in elsewhere])
 
     rc, out, _report = role(dict(role_vars, net_doctor_fail_on="warning"), hosts="all", inventory=inventory, check=True)
     assert rc != 0 and "route_missing 10.244.2.0/24 (node kwok-node-2)" in out, out
