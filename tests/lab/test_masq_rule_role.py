@@ -65,7 +65,9 @@ def play(tmp_path):
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH="%s:%s" % (
         os.path.join(REPO, ".build", "collections"),
         sysconfig.get_paths()["purelib"]),
-        ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="0")
+        ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="0",
+        # module_defaults reach modules only; the rollout wait's k8s lookup reads the environment.
+        K8S_AUTH_KUBECONFIG=KUBECONFIG)
 
     def run(extra_vars, check=False, expect_failure=False):
         argv = [os.path.join(VENV_BIN, "ansible-playbook"), "-i", "localhost,", str(playbook),
@@ -131,7 +133,8 @@ def test_agent_method_nsenter(api, play, clean_agent):
     assert container.image == "python:3.13-slim"
     assert container.args == ["--cidr=10.11.0.0/24", "--chain=NETMEND-MASQ", "--position=insert", "--backend=auto",
                               "--lock-timeout=5", "--interval=5", "--nsenter"]
-    assert [m.mount_path for m in container.volume_mounts][1:] == ["/run/netmend-masq.lock"]
+    # besides the code and the readiness heartbeat's emptyDir ("state"), only the host's xtables lock
+    assert [m.mount_path for m in container.volume_mounts if m.name not in ("code", "state")] == ["/run/netmend-masq.lock"]
     assert [t.operator for t in pod.tolerations] == ["Exists"]
     assert ds.status.desired_number_scheduled == ds.status.updated_number_scheduled > 0
     [code_map] = code_config_maps(api)
