@@ -197,7 +197,7 @@ def kwok_addresses(kube_admin):
 
 
 def test_host_delivery_on_kwok_nodes_played_by_namespaces(netlab, role, kwok_addresses, read_only_kubeconfig, tmp_path,
-                                                           kube_admin):
+                                                          kube_admin):
     nodes = [netlab.add_node("kwok-node-%d" % index) for index in (0, 1)]
     underlay = netlab.connect_nodes(nodes)
     for index, node in enumerate(nodes):
