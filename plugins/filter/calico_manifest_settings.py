@@ -17,17 +17,12 @@ import re
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.common.text.converters import to_text
 
-NODE_CONTAINER = "calico-node"
+from ansible_collections.netmend.k8s.plugins.module_utils import calico
+from ansible_collections.netmend.k8s.plugins.module_utils.calico import BACKENDS, CONFIG_MAPS, MTU_KEY, NODE_CONTAINER, POOL_ENV
+
 INSTALL_CNI_CONTAINER = "install-cni"
-# calico.yaml and its variants keep their config in calico-config; canal.yaml in canal-config.
-CONFIG_MAPS = ("calico-config", "canal-config")
-MTU_KEY = "veth_mtu"
 CNI_TEMPLATE_KEY = "cni_network_config"
-BACKENDS = ("bird", "vxlan", "none")
 ENCAPSULATIONS = ("ipip", "vxlan", "none")
-POOL_ENV = {"ipip": "CALICO_IPV4POOL_IPIP", "vxlan": "CALICO_IPV4POOL_VXLAN"}
-# calico-node's own default when the env does not name a backend.
-DEFAULT_BACKEND = "bird"
 # Felix looks for Typha's Service here unless FELIX_TYPHAK8SNAMESPACE says otherwise.
 DEFAULT_TYPHA_NAMESPACE = "kube-system"
 TYPHA_NAMESPACE_ENV = "FELIX_TYPHAK8SNAMESPACE"
@@ -39,22 +34,6 @@ CNI_MTU_ENV = "CNI_MTU"
 _CNI_LITERAL_MTU = re.compile(r'("mtu"\s*:\s*)(-?\d+)')
 
 
-def _containers(documents, name, init=False):
-    """``(workload name, container)`` of every workload's container called ``name``."""
-    found = []
-    key = "initContainers" if init else "containers"
-    for doc in documents:
-        spec = ((doc.get("spec") or {}).get("template") or {}).get("spec") or {}
-        for container in spec.get(key) or []:
-            if isinstance(container, dict) and container.get("name") == name:
-                found.append((doc["metadata"].get("name"), container))
-    return found
-
-
-def _env(container):
-    return {item.get("name"): item for item in container.get("env") or [] if isinstance(item, dict)}
-
-
 def _config_maps(documents):
     return [doc for doc in documents if doc.get("kind") == "ConfigMap" and doc["metadata"].get("name") in CONFIG_MAPS]
 
@@ -63,29 +42,6 @@ def _follows_mtu_key(item):
     """Whether an env item takes its value from veth_mtu of the manifest's config map."""
     ref = (item.get("valueFrom") or {}).get("configMapKeyRef") or {}
     return ref.get("name") in CONFIG_MAPS and ref.get("key") == MTU_KEY
-
-
-def _backend(documents, config):
-    """The manifest's networking backend and where it was read."""
-    for workload, container in _containers(documents, NODE_CONTAINER):
-        item = _env(container).get("CALICO_NETWORKING_BACKEND")
-        if item is None:
-            continue
-        if "value" in item:
-            return to_text(item["value"]), "%s env CALICO_NETWORKING_BACKEND" % workload
-        ref = (item.get("valueFrom") or {}).get("configMapKeyRef") or {}
-        if config is not None and ref.get("name") == config["metadata"]["name"] and ref.get("key") in (config.get("data") or {}):
-            return to_text(config["data"][ref["key"]]), "%s %s" % (config["metadata"]["name"], ref["key"])
-    return DEFAULT_BACKEND, "calico-node's default"
-
-
-def _pool_encapsulation(node_env):
-    """The encapsulation the manifest's pool env asks for, and whether it is CrossSubnet."""
-    for encapsulation, name in POOL_ENV.items():
-        mode = to_text((node_env.get(name) or {}).get("value", "Never"))
-        if mode.lower() not in ("never", "off", "false", ""):
-            return encapsulation, mode.lower() == "crosssubnet"
-    return "none", False
 
 
 def _refuse_unroutable(encapsulation, cross_subnet, backend, backend_source):
@@ -111,8 +67,8 @@ def _mtu_places(documents, config, mtu):
     for container_name, target, names in ((NODE_CONTAINER, node_env, FELIX_MTU_ENV),
                                           (INSTALL_CNI_CONTAINER, install_env, re.compile("^%s$" % CNI_MTU_ENV))):
         init = container_name == INSTALL_CNI_CONTAINER
-        for workload, container in _containers(documents, container_name, init=init):
-            for name, item in _env(container).items():
+        for workload, container in calico.containers(documents, container_name, init=init):
+            for name, item in calico.env(container).items():
                 if not names.match(name or ""):
                     continue
                 where = "%s container %s env %s" % (workload, container_name, name)
@@ -149,18 +105,18 @@ def calico_manifest_settings(documents, encapsulation=None, cross_subnet=False, 
                                  "returns them")
     if encapsulation is not None and encapsulation not in ENCAPSULATIONS:
         raise AnsibleFilterError("calico_encapsulation %r is not one of %s" % (encapsulation, ", ".join(ENCAPSULATIONS)))
-    nodes = _containers(documents, NODE_CONTAINER)
+    nodes = calico.containers(documents, NODE_CONTAINER)
     if not nodes:
         raise AnsibleFilterError("the manifest has no DaemonSet with a %r container: is it a Calico manifest?"
                                  % NODE_CONTAINER)
     configs = _config_maps(documents)
     config = configs[0] if configs else None
-    backend, backend_source = _backend(documents, config)
+    backend, backend_source = calico.backend(documents, config)
     if backend not in BACKENDS:
         raise AnsibleFilterError("the manifest's calico_backend %r (%s) is not one of %s"
                                  % (backend, backend_source, ", ".join(BACKENDS)))
-    node_env_items = _env(nodes[0][1])
-    manifest_encapsulation, manifest_cross_subnet = _pool_encapsulation(node_env_items)
+    node_env_items = calico.env(nodes[0][1])
+    manifest_encapsulation, manifest_cross_subnet = calico.pool_encapsulation(node_env_items)
     if backend in ("vxlan", "none"):
         manifest_encapsulation = backend
     node_env = {}

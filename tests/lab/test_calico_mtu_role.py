@@ -240,9 +240,9 @@ def test_numbers_and_booleans_given_as_strings(run_playbook, kube_admin, namespa
 
 
 @pytest.mark.parametrize("extra, message", [
-    ({"calico_mtu_mtu": 60}, "calico_mtu_mtu is 60: it must be an integer from 68 to 65535 for ipv4"),
+    ({"calico_mtu_mtu": 60}, "calico_mtu_mtu is 60: MTU 60 is outside 68-65535 (the range for ipv4)"),
     ({"calico_mtu_mtu": 1300, "calico_mtu_ip_family": "ipv6", "calico_mtu_host_mtu": 1200},
-     "calico_mtu_host_mtu is 1200: it must be an integer from 1280 to 65535 for ipv6"),
+     "calico_mtu_host_mtu is 1200: MTU 1200 is outside 1280-65535 (the range for ipv6)"),
     ({"calico_mtu_mtu": 1460, "calico_mtu_host_mtu": 1460},
      "calico_mtu_mtu 1460 is larger than calico_mtu_host_mtu 1460 minus the ipip overhead 20"),
     ({"calico_mtu_method": "config"}, "set calico_mtu_mtu, or calico_mtu_host_mtu to compute it from (neither is set)"),

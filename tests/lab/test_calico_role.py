@@ -227,7 +227,7 @@ def ippool_crd_with_pool(kube_admin, dynamic, cidr):
     ({"calico_ipv4pool_cidr": "fd00:10:244::/64"}, None, "calico_ipv4pool_cidr fd00:10:244::/64 is not an IPv4 CIDR"),
     ({"calico_cross_subnet": True, "calico_encapsulation": "none"}, None,
      "calico_cross_subnet is true but calico_encapsulation is none"),
-    ({"calico_veth_mtu": 40}, None, "calico_mtu_mtu is 40: it must be an integer from 68 to 65535"),
+    ({"calico_veth_mtu": 40}, None, "calico_mtu_mtu is 40: MTU 40 is outside 68-65535"),
     ({"calico_encapsulation": "gre"}, None, "calico_encapsulation gre is not one of ipip, vxlan, none"),
     ({"calico_manifest": None}, None, "calico_install is manifest but calico_manifest is not set"),
     ({"calico_install": "operator"}, None, "the cluster has no CRD installations.operator.tigera.io"),

@@ -140,7 +140,7 @@ def test_role_daemonset_lifecycle(kube_admin, playbook, cleanup):
 
 
 @pytest.mark.parametrize("bad, named", [
-    ({"pod_poke_mtu_probe": 20}, "pod_poke_mtu_probe must be 0 (off) or a packet size from 68 to 65535 bytes, not 20"),
+    ({"pod_poke_mtu_probe": 20}, "pod_poke_mtu_probe must be a packet size between 68 and 65535 bytes, got 20"),
     ({"pod_poke_interval": 0}, "pod_poke_interval must be more than 0 seconds, not 0"),
     ({"pod_poke_delivery": "sidecar"}, "sidecar"),
 ])

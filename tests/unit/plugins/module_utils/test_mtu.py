@@ -8,7 +8,6 @@ import os
 import stat
 
 import pytest
-import yaml
 
 from ansible_collections.netmend.k8s.plugins.module_utils import mtu
 from ansible_collections.netmend.k8s.plugins.module_utils.mtu import MtuError
@@ -292,15 +291,6 @@ def test_ensure_config_mtu_refuses_and_leaves_file_byte_identical(tmp_path, cont
 def test_ensure_config_mtu_missing_file(tmp_path):
     with pytest.raises(MtuError, match="cannot read CNI config .*/absent.conflist: No such file"):
         mtu.ensure_config_mtu(str(tmp_path / "absent.conflist"), 1440)
-
-
-def test_role_overhead_table_matches_the_core():
-    """The role computes the config method's MTU in Jinja from its own copy of the table."""
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "roles", "calico_mtu", "vars", "main.yml")
-    with open(path, encoding="utf-8") as handle:
-        role = yaml.safe_load(handle)
-    assert role["__calico_mtu_overhead"] == mtu.OVERHEAD
-    assert role["__calico_mtu_min"] == mtu.MIN_MTU
 
 
 # --- real conflist shapes (tests/unit/fixtures/cni) ----------------------------------------
