@@ -6,15 +6,14 @@ where the checkout lives.
 """
 from __future__ import annotations
 
-import json
 import os
-import re
-import subprocess
 import sys
 import sysconfig
 import uuid
 
 import pytest
+
+from plays import ansible_playbook  # tests/plays.py (tests is on sys.path)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLLECTIONS = os.path.join(REPO, ".build", "collections")
@@ -176,56 +175,14 @@ def ansible_env(kubeconfig):
     return env
 
 
-LOCAL_PLAY = """
-- hosts: localhost
-  connection: local
-  gather_facts: false
-  vars:
-    ansible_python_interpreter: "{{ ansible_playbook_python }}"
-  tasks:
-    - name: %s
-      %s: %s
-"""
-
-
-def local_play(spec):
-    """One play on localhost that includes a role ({'role': fqcn}) or a tasks file ({'tasks': path})."""
-    if "role" in spec:
-        return LOCAL_PLAY % (spec["role"], "ansible.builtin.include_role", "\n        name: " + spec["role"])
-    return LOCAL_PLAY % (os.path.basename(spec["tasks"]), "ansible.builtin.include_tasks", spec["tasks"])
-
-
 @pytest.fixture
 def run_playbook(ansible_env, tmp_path):
-    """run_playbook(playbook, extra_vars=None, check=False, diff=False) -> CompletedProcess.
+    """run_playbook(playbook, extra_vars=None, check=False, diff=False, extra_args=(), inventory="localhost,", env=None)
+    -> CompletedProcess with ``recap``; see plays.ansible_playbook. ``env`` adds to the Ansible environment."""
 
-    ``playbook`` is a whole playbook as YAML text (written to a temp file), an existing
-    path, or a spec for local_play(): {'role': fqcn} or {'tasks': path}.
-    The result carries ``recap``: {'ok': n, 'changed': n, 'failed': n, ...} for localhost.
-    """
-
-    def run(playbook, extra_vars=None, check=False, diff=False, extra_args=(), inventory="localhost,"):
-        if isinstance(playbook, dict):
-            playbook = local_play(playbook)
-        path = playbook
-        if not os.path.exists(str(playbook)):
-            path = tmp_path / ("play-%s.yml" % uuid.uuid4().hex[:6])
-            path.write_text(playbook)
-        argv = [os.path.join(VENV_BIN, "ansible-playbook"), "-i", inventory, str(path)]
-        if extra_vars:
-            argv += ["-e", json.dumps(extra_vars)]
-        if check:
-            argv.append("--check")
-        if diff:
-            argv.append("--diff")
-        argv += list(extra_args)
-        done = subprocess.run(argv, env=ansible_env, cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
-        recap = {}
-        match = re.search(r"^localhost\s*:\s*(.*)$", done.stdout, re.M)
-        if match:
-            recap = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(1))}
-        done.recap = recap
-        return done
+    def run(playbook, extra_vars=None, check=False, diff=False, extra_args=(), inventory="localhost,", env=None):
+        return ansible_playbook(dict(ansible_env, **(env or {})), tmp_path, playbook, extra_vars=extra_vars, check=check,
+                                diff=diff, extra_args=extra_args, inventory=inventory)
 
     return run
 

@@ -1,14 +1,11 @@
 """Helpers shared by the real-node tests (tests/lab/test_real_*.py)."""
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
-import uuid
 
 import pytest
+
+from plays import ansible_playbook  # tests/plays.py (tests is on sys.path)
 
 LAB_IMAGE = "python:3.13-slim"  # lab/images.py: Debian's python3 under the agents' default name
 LAB_IPTABLES_IMAGE = "netmend.lab/python-iptables:3.13"
@@ -48,25 +45,7 @@ def agent_pods(core, real_nodes, namespace, name):
     return wait_for(ready, "a Ready %s pod on every real node" % name)
 
 
-ROLE_PLAY = """
-- hosts: localhost
-  connection: local
-  gather_facts: false
-  vars:
-    ansible_python_interpreter: "{{ ansible_playbook_python }}"
-  tasks:
-    - name: Apply %s
-      ansible.builtin.include_role:
-        name: %s
-"""
-
-
 def run_role(ansible_env, folder, role, extra_vars):
     """ansible-playbook of one role with extra vars (for fixtures wider than one test,
     where the function-scoped run_playbook fixture cannot be used)."""
-    path = os.path.join(str(folder), "play-%s.yml" % uuid.uuid4().hex[:6])
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(ROLE_PLAY % (role, role))
-    argv = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", path,
-            "-e", json.dumps(extra_vars)]
-    return subprocess.run(argv, env=ansible_env, capture_output=True, text=True, timeout=900, check=False)
+    return ansible_playbook(ansible_env, folder, {"role": role}, extra_vars=extra_vars)

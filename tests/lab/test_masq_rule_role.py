@@ -11,10 +11,6 @@ touch other fixes' agents in netmend-system.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import sysconfig
 
 import kubernetes
 import pytest
@@ -26,58 +22,29 @@ from ansible_collections.netmend.k8s.plugins.module_utils.kube_lite import KubeC
 
 pytestmark = pytest.mark.cluster
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-VENV_BIN = os.path.dirname(sys.executable)
-KUBECONFIG = os.environ.get("NETMEND_LAB_KUBECONFIG", os.path.expanduser("~/.cache/netmend-lab/kubeconfig"))
 NAMESPACE = "netmend-masq-test"
 NAME = "netmend-masq-rule"
 VPN = "10.11.0.0/24"
 ORIGINAL_CONFIG = ("nonMasqueradeCIDRs:\n  - 10.0.0.0/8\n  - 100.64.0.0/10\nmasqLinkLocalIPv6: true\ncidrLimit: 80\n"
                    "resyncInterval: 30s\n")
-PLAYBOOK = """
-- name: Apply the masq_rule role
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  vars:
-    ansible_python_interpreter: "{{ ansible_playbook_python }}"
-  module_defaults:
-    group/kubernetes.core.k8s:
-      kubeconfig: %s
-  tasks:
-    - name: Apply
-      ansible.builtin.include_role:
-        name: netmend.k8s.masq_rule
-""" % json.dumps(KUBECONFIG)
 
 
 @pytest.fixture(scope="module")
-def api():
-    client = kubernetes.config.new_client_from_config(config_file=KUBECONFIG)
+def api(kube_admin):
+    client = kube_admin
     return type("Api", (), {"core": kubernetes.client.CoreV1Api(client), "apps": kubernetes.client.AppsV1Api(client),
                             "rbac": kubernetes.client.RbacAuthorizationV1Api(client), "client": client})()
 
 
 @pytest.fixture
-def play(tmp_path):
-    playbook = tmp_path / "play.yml"
-    playbook.write_text(PLAYBOOK)
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH="%s:%s" % (
-        os.path.join(REPO, ".build", "collections"),
-        sysconfig.get_paths()["purelib"]),
-        ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="0",
-        # module_defaults reach modules only; the rollout wait's k8s lookup reads the environment.
-        K8S_AUTH_KUBECONFIG=KUBECONFIG)
+def play(run_playbook):
+    """play(extra_vars, check=False, expect_failure=False) -> {'changed': n, 'text': every result, as JSON}."""
 
     def run(extra_vars, check=False, expect_failure=False):
-        argv = [os.path.join(VENV_BIN, "ansible-playbook"), "-i", "localhost,", str(playbook),
-                "-e", json.dumps(extra_vars)] + (["--check"] if check else [])
-        proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600, check=False)
+        proc = run_playbook({"role": "netmend.k8s.masq_rule"}, extra_vars=extra_vars, check=check,
+                            env={"ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json"})
         assert (proc.returncode != 0) is expect_failure, proc.stdout[-4000:] + proc.stderr[-2000:]
-        output = json.loads(proc.stdout)
-        output["changed"] = output["stats"]["localhost"]["changed"]
-        output["text"] = proc.stdout
-        return output
+        return {"changed": json.loads(proc.stdout)["stats"]["localhost"]["changed"], "text": proc.stdout}
 
     return run
 
@@ -290,25 +257,17 @@ def test_ip_masq_agent_method_default_limit_is_64(api, play):
     assert missing(api.core.read_namespaced_config_map, "ip-masq-agent", "kube-system")
 
 
-RESERVED_NAMES_PLAY = """
-- name: Run the role's preflight once per chain name
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  vars:
-    ansible_python_interpreter: "{{ ansible_playbook_python }}"
-    outcomes: {}
-  tasks:
-    - name: Preflight one name
-      ansible.builtin.include_tasks: one.yml
-      loop: "{{ names }}"
-      loop_control:
-        loop_var: chain_name
-    - name: Write what the preflight said
-      ansible.builtin.copy:
-        content: "{{ outcomes | to_json }}"
-        dest: "{{ out }}"
-        mode: "0600"
+RESERVED_NAMES_TASKS = """
+- name: Preflight one name
+  ansible.builtin.include_tasks: one.yml
+  loop: "{{ names }}"
+  loop_control:
+    loop_var: chain_name
+- name: Write what the preflight said
+  ansible.builtin.copy:
+    content: "{{ outcomes | default({}) | to_json }}"
+    dest: "{{ out }}"
+    mode: "0600"
 """
 RESERVED_NAMES_ONE = """
 - name: Preflight with one chain name
@@ -322,11 +281,11 @@ RESERVED_NAMES_ONE = """
         masq_rule_cidrs: [10.11.0.0/24]
     - name: Accepted
       ansible.builtin.set_fact:
-        outcomes: "{{ outcomes | combine({chain_name: ''}) }}"
+        outcomes: "{{ outcomes | default({}) | combine({chain_name: ''}) }}"
   rescue:
     - name: Refused
       ansible.builtin.set_fact:
-        outcomes: "{{ outcomes | combine({chain_name: ansible_failed_result.msg}) }}"
+        outcomes: "{{ outcomes | default({}) | combine({chain_name: ansible_failed_result.msg}) }}"
 """
 
 
@@ -343,9 +302,9 @@ def test_role_preflight_refuses_every_name_the_core_refuses(run_playbook, tmp_pa
     accepted = ["NETMEND-MASQ", "A" * 28, "vpn_masq.1", "KUBEX", "MY-KUBE-MASQ", "CALICO", "IPMASQ"]
     assert all(masq.chain_error(name) for name in refused) and not any(masq.chain_error(name) for name in accepted)
     (tmp_path / "one.yml").write_text(RESERVED_NAMES_ONE)
-    (tmp_path / "play.yml").write_text(RESERVED_NAMES_PLAY)
+    (tmp_path / "names.yml").write_text(RESERVED_NAMES_TASKS)
     out = tmp_path / "outcomes.json"
-    done = run_playbook(str(tmp_path / "play.yml"), {"names": refused + accepted, "out": str(out)})
+    done = run_playbook({"tasks": str(tmp_path / "names.yml")}, {"names": refused + accepted, "out": str(out)})
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     outcomes = json.loads(out.read_text())
     assert {name: outcomes[name] for name in refused} == {

@@ -11,8 +11,6 @@ cluster is the real lab API server.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import threading
 import time
@@ -21,40 +19,20 @@ import uuid
 import pytest
 import yaml
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-VENV_BIN = os.path.join(REPO, ".venv", "bin")
 AGENT_NAMESPACE = "netmend-test-net-doctor"
 
 pytestmark = pytest.mark.cluster
 
-PLAY = """
-- hosts: %s
-  gather_facts: false
-  tasks:
-    - name: Net doctor
-      ansible.builtin.include_role:
-        name: netmend.k8s.net_doctor
-      vars: %s
-"""
-
 
 @pytest.fixture
-def role(ansible_env, tmp_path):
+def role(run_playbook, tmp_path):
     """role(role_vars, hosts='localhost', inventory=None, kubeconfig=None, check=False) -> (rc, output, report)."""
     def run(role_vars, hosts="localhost", inventory=None, kubeconfig=None, check=False):
         report = tmp_path / ("report-%s.json" % uuid.uuid4().hex[:6])
         role_vars = dict({"net_doctor_report_file": str(report), "net_doctor_fail_on": "never"}, **role_vars)
-        play = tmp_path / "play.yml"
-        play.write_text(PLAY % (hosts, json.dumps(role_vars)))
-        if inventory is None:
-            inventory = tmp_path / "local.yml"
-            inventory.write_text(yaml.safe_dump({"all": {"hosts": {"localhost": {
-                "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
-        env = dict(ansible_env)
-        if kubeconfig:
-            env["K8S_AUTH_KUBECONFIG"] = str(kubeconfig)
-        argv = [os.path.join(VENV_BIN, "ansible-playbook"), "-i", str(inventory), str(play)] + (["--check"] if check else [])
-        done = subprocess.run(argv, env=env, cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
+        done = run_playbook({"role": "netmend.k8s.net_doctor", "vars": role_vars, "hosts": hosts}, check=check,
+                            inventory=inventory or "localhost,",
+                            env={"K8S_AUTH_KUBECONFIG": str(kubeconfig)} if kubeconfig else None)
         parsed = json.loads(report.read_text()) if report.exists() and role_vars.get("net_doctor_report_format", "json") == "json" \
             else None
         return done.returncode, done.stdout + done.stderr, parsed

@@ -3,7 +3,6 @@
 """The pod_poke role against the lab API server: apply, idempotence, check mode, absent, host delivery."""
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -16,26 +15,11 @@ AGENT_NAMESPACE = "netmend-test-pod-poke"
 
 pytestmark = pytest.mark.cluster
 
-PLAY = """
-- hosts: localhost
-  connection: local
-  gather_facts: false
-  vars:
-    ansible_python_interpreter: %s
-  tasks:
-    - name: Pod poke
-      ansible.builtin.include_role:
-        name: netmend.k8s.pod_poke
-      vars: %s
-"""
-
-
 @pytest.fixture
 def playbook(run_playbook):
     """playbook(role_vars, check=False, interpreter=None) -> (rc, output, recap) of one role run."""
     def run(role_vars, check=False, interpreter=None):
-        interpreter = interpreter or "{{ ansible_playbook_python }}"
-        done = run_playbook(PLAY % (json.dumps(interpreter), json.dumps(role_vars)), check=check)
+        done = run_playbook({"role": "netmend.k8s.pod_poke", "vars": role_vars, "interpreter": interpreter}, check=check)
         return done.returncode, done.stdout + done.stderr, done.recap
     return run
 
