@@ -45,6 +45,19 @@ def agent_pods(core, real_nodes, namespace, name):
     return wait_for(ready, "a Ready %s pod on every real node" % name)
 
 
+def existing(readers):
+    """{kind: object} of the objects that exist now, from ``(kind, read)`` pairs (a 404 is absent)."""
+    from kubernetes.client.rest import ApiException
+
+    found = {}
+    for kind, read in readers:
+        try:
+            found[kind] = read()
+        except ApiException as exc:
+            assert exc.status == 404
+    return found
+
+
 def run_role(ansible_env, folder, role, extra_vars):
     """ansible-playbook of one role with extra vars (for fixtures wider than one test,
     where the function-scoped run_playbook fixture cannot be used)."""

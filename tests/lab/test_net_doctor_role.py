@@ -19,6 +19,8 @@ import uuid
 import pytest
 import yaml
 
+from real_pods import existing  # sibling helper module (tests/lab is on sys.path)
+
 AGENT_NAMESPACE = "netmend-test-net-doctor"
 
 pytestmark = pytest.mark.cluster
@@ -223,7 +225,6 @@ def test_host_delivery_on_kwok_nodes_played_by_namespaces(netlab, role, kwok_add
 
 def agent_objects(kube_admin):
     from kubernetes import client
-    from kubernetes.client.rest import ApiException
 
     readers = [
         ("DaemonSet", lambda: client.AppsV1Api(kube_admin).read_namespaced_daemon_set("netmend-net-doctor", AGENT_NAMESPACE)),
@@ -234,13 +235,7 @@ def agent_objects(kube_admin):
         ("ClusterRole", lambda: client.RbacAuthorizationV1Api(kube_admin).read_cluster_role("netmend-net-doctor")),
         ("Namespace", lambda: client.CoreV1Api(kube_admin).read_namespace(AGENT_NAMESPACE)),
     ]
-    found = {}
-    for kind, read in readers:
-        try:
-            found[kind] = read()
-        except ApiException as exc:
-            assert exc.status == 404
-    return found
+    return existing(readers)
 
 
 def test_agent_delivery_runs_once_and_leaves_nothing(kube_admin, role, real_nodes):

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from real_pods import existing  # sibling helper module (tests/lab is on sys.path)
 from test_pod_poke_agent_cluster import forward_api, make_pod  # sibling test module (tests/lab is on sys.path)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -47,7 +48,6 @@ def code_map(kube_admin):
 def objects(kube_admin):
     """The role's objects that exist now, as "Kind/name"."""
     from kubernetes import client
-    from kubernetes.client.rest import ApiException
 
     readers = [
         ("Namespace", lambda: client.CoreV1Api(kube_admin).read_namespace(AGENT_NAMESPACE)),
@@ -57,13 +57,7 @@ def objects(kube_admin):
         ("ClusterRole", lambda: client.RbacAuthorizationV1Api(kube_admin).read_cluster_role("netmend-pod-poke")),
         ("ClusterRoleBinding", lambda: client.RbacAuthorizationV1Api(kube_admin).read_cluster_role_binding("netmend-pod-poke")),
     ]
-    found = {}
-    for kind, read in readers:
-        try:
-            found[kind] = read()
-        except ApiException as exc:
-            assert exc.status == 404
-    return found
+    return existing(readers)
 
 
 def test_role_daemonset_lifecycle(kube_admin, playbook, cleanup):
