@@ -16,6 +16,7 @@ AGENT_NAMESPACE = "netmend-test-pod-poke"
 
 pytestmark = pytest.mark.cluster
 
+
 @pytest.fixture
 def playbook(run_playbook):
     """playbook(role_vars, check=False, interpreter=None) -> (rc, output, recap) of one role run."""
