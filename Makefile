@@ -150,8 +150,8 @@ test: prereqs-root sysdeps venv collection ## everything, from nothing: CI runs 
 	$(MAKE) unit
 	$(MAKE) lint
 	$(MAKE) sanity
-	lab/cluster.sh up
-	trap 'lab/cluster.sh down' EXIT; $(MAKE) lab-test && $(MAKE) awx-test && $(MAKE) molecule && $(MAKE) site
+	# The trap comes first: a lab that fails to start half-way is stopped too.
+	trap 'lab/cluster.sh down' EXIT; lab/cluster.sh up && $(MAKE) lab-test && $(MAKE) awx-test && $(MAKE) molecule && $(MAKE) site
 	$(BIN)/python lab/summary.py $(BUILD)/junit
 
 clean: ## remove the virtualenv and build tree (the Go binary cache stays)

@@ -15,6 +15,7 @@ import json
 import kubernetes
 import pytest
 import yaml
+from real_pods import LAB_IPTABLES_IMAGE  # sibling helper module (tests/lab is on sys.path)
 
 from ansible_collections.netmend.k8s.plugins.filter.cidr import cidr_subtract
 from ansible_collections.netmend.k8s.plugins.module_utils import masq
@@ -120,7 +121,8 @@ def test_agent_method_nsenter(api, play, clean_agent):
 
 
 def test_agent_method_capabilities(api, play, clean_agent):
-    variables = agent_vars(masq_rule_agent_mode="capabilities", masq_rule_agent_image="netmend/ee:lab")
+    # An image with python3 and iptables, as the mode needs: the agent really runs on the real nodes.
+    variables = agent_vars(masq_rule_agent_mode="capabilities", masq_rule_agent_image=LAB_IPTABLES_IMAGE)
     assert play(variables)["changed"] > 0
     pod = api.apps.read_namespaced_daemon_set(NAME, NAMESPACE).spec.template.spec
     context = pod.containers[0].security_context
