@@ -165,8 +165,10 @@ test: prereqs-root sysdeps venv collection ## everything, from nothing: CI runs 
 	$(MAKE) unit
 	$(MAKE) lint
 	$(MAKE) sanity
-	# The trap comes first: a lab that fails to start half-way is stopped too.
-	trap 'lab/cluster.sh down; $(LAB_B) lab/cluster.sh down; $(LAB_C) lab/cluster.sh down' EXIT; \
+	# The trap comes first: a lab that fails to start half-way is stopped too. Its output goes to a log
+	# (shown only when stopping fails) so the last lines of a run are the failures and the totals.
+	trap 'for lab in "" "$(LAB_B)" "$(LAB_C)"; do env $$lab lab/cluster.sh down >> $(LOGS)/down.log 2>&1 || \
+	  { echo "stopping the lab failed: $$lab"; tail -n 20 $(LOGS)/down.log; }; done' EXIT; \
 	  lab/cluster.sh up && $(LAB_B) lab/cluster.sh up && $(LAB_C) lab/cluster.sh up || exit 1; \
 	  $(MAKE) lab-test LAB_TESTS="$(LAB_TESTS_1)" LAB_JUNIT=lab-1 > $(LOGS)/lab-1.log 2>&1 & one=$$!; \
 	  $(LAB_B) $(MAKE) lab-test LAB_TESTS="$(LAB_TESTS_2)" LAB_JUNIT=lab-2 > $(LOGS)/lab-2.log 2>&1 & two=$$!; \
@@ -174,9 +176,9 @@ test: prereqs-root sysdeps venv collection ## everything, from nothing: CI runs 
 	    $(LAB_C) $(MAKE) awx-test && $(LAB_C) $(MAKE) molecule && $(LAB_C) $(MAKE) site; } > $(LOGS)/jobs.log 2>&1 & three=$$!; \
 	  wait $$one; rc1=$$?; wait $$two; rc2=$$?; wait $$three; rc3=$$?; \
 	  for log in lab-1 lab-2 jobs; do echo "===== $$log"; cat $(LOGS)/$$log.log; done; \
+	  $(BIN)/python lab/summary.py $(BUILD)/junit; \
 	  echo "lab-1: exit $$rc1, lab-2: exit $$rc2, lab-3/awx/molecule/site: exit $$rc3"; \
 	  [ $$rc1 = 0 ] && [ $$rc2 = 0 ] && [ $$rc3 = 0 ]
-	$(BIN)/python lab/summary.py $(BUILD)/junit
 
 clean: ## remove the virtualenv and build tree (the Go binary cache stays)
 	rm -rf $(VENV) $(BUILD) tests/output
