@@ -169,8 +169,8 @@ def run_module(params, client):
         if exc.status != 404:
             raise
         resources = []
-    result = dict(changed=False, **rollout_progress(resources, params["kind"], "%s/%s" % (params["namespace"],
-                                                                                           params["name"])))
+    label = "%s/%s" % (params["namespace"], params["name"])
+    result = dict(changed=False, **rollout_progress(resources, params["kind"], label))
     problems = []
     if result["found"] and result["observed"] and not result["done"] and result["selector"]:
         pods = client.list(pods_path(params["namespace"]), labelSelector=result["selector"])["items"]
@@ -187,8 +187,8 @@ def main():
     try:
         result = run_module(module.params, client)
     except KubeError as exc:
-        module.fail_json(msg="Reading the rollout of %s %s/%s: %s" % (where["kind"], where["namespace"],
-                                                                       where["name"], exc), **where)
+        label = "%s %s/%s" % (where["kind"], where["namespace"], where["name"])
+        module.fail_json(msg="Reading the rollout of %s: %s" % (label, exc), **where)
     module.exit_json(**result)
 
 

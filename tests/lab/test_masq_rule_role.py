@@ -78,7 +78,7 @@ def agent_objects_gone(api):
 
 def agent_vars(**extra):
     return dict({"masq_rule_cidrs": [VPN], "masq_rule_agent_namespace": NAMESPACE,
-                 "masq_rule_agent_interval": 5, "masq_rule_agent_wait_timeout": 120}, **extra)
+                 "masq_rule_agent_interval": 5, "masq_rule_agent_wait_timeout": 600}, **extra)
 
 
 @pytest.fixture

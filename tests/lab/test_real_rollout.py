@@ -14,7 +14,7 @@ AGENT_NAMESPACE = "netmend-real-roll"
 DAEMONSET = "netmend-pod-poke"
 PLAY = {"role": "netmend.k8s.pod_poke"}
 BASE = {"pod_poke_agent_namespace": AGENT_NAMESPACE, "pod_poke_interval": 2, "pod_poke_namespaces": ["none"],
-        "pod_poke_wait_timeout": 180}
+        "pod_poke_wait_timeout": 600}
 PROGRESS = re.compile(r"%s/%s: (\d+) of (\d+) updated, (\d+) available" % (AGENT_NAMESPACE, DAEMONSET))
 
 
