@@ -147,7 +147,8 @@ bench: sysdeps venv collection ## every benchmark: figures and ratios, each meas
 
 site: prereqs venv collection ## the main job against the lab cluster
 	lab/cluster.sh up
-	$(BIN)/ansible-playbook -i localhost, playbooks/site.yml -e @playbooks/vars/lab.yml
+	# The play's environment reaches modules, not lookups: the rollout wait's k8s lookup needs it here.
+	K8S_AUTH_KUBECONFIG=$(NETMEND_LAB_KUBECONFIG) $(BIN)/ansible-playbook -i localhost, playbooks/site.yml -e @playbooks/vars/lab.yml
 
 test: prereqs-root sysdeps venv collection ## everything, from nothing: CI runs this
 	rm -rf $(BUILD)/junit

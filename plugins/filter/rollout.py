@@ -5,10 +5,14 @@
 ``rollout_progress`` turns the workload (as ``k8s_info`` returns it) into counts,
 a done flag and the progress line; ``rollout_pod_problems`` says why its pods are
 not available: a container that cannot start (crash loop, image, configuration)
-or a pod that is not ready. The internal agent role's rollout wait uses both. The
-documentation of each filter lives next to this file in ``<filter name>.yml``.
+or a pod that is not ready. ``rollout_budget`` scales the wait with the workload's
+size and its rolling-update budget, ``rollout_not_ready`` sums up the problems of
+thousands of pods in a bounded message. The internal agent role's rollout wait uses
+them all. The documentation of each filter lives next to this file in ``<filter name>.yml``.
 """
 from __future__ import annotations
+
+import math
 
 from ansible.errors import AnsibleFilterError
 
@@ -164,9 +168,98 @@ def rollout_pod_problems(pods, generation=None, fatal_only=False):
     return problems
 
 
+def _scaled(value, total, round_up):
+    """An int-or-percent rolling-update field against ``total`` pods, as the controllers read it."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            percent = float(value.strip()[:-1])
+        except ValueError:
+            raise AnsibleFilterError("rollout_budget: %r is not a number or a percentage" % (value,))
+        exact = percent * total / 100.0
+        return int(math.ceil(exact) if round_up else math.floor(exact))
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        raise AnsibleFilterError("rollout_budget: %r is not a number or a percentage" % (value,))
+
+
+def rollout_budget(resources, kind="DaemonSet", base_timeout=300, wave_seconds=15, pod_seconds=0.05,
+                   pods_per_check=500):
+    """How long a rollout may take, and how often to read its pods, from the workload as it stands.
+
+    Pods that replace old ones go ``maxUnavailable`` (+ ``maxSurge``) at a time, each wave
+    taking ``minReadySeconds`` + ``wave_seconds``; every pod also costs ``pod_seconds`` of the
+    controllers' API budget (the controller manager creates about 20 pods a second by default).
+    ``timeout`` = ``base_timeout`` + waves * (minReadySeconds + wave_seconds) + desired * pod_seconds.
+    ``check_pods_every``: poll count between two reads of the pods (one read is a LIST of every
+    pod), so that on average a poll reads about ``pods_per_check`` pods whatever the size.
+    """
+    progress = rollout_progress(resources, kind)
+    workload = resources[0] if resources else {}
+    spec = workload.get("spec") or {}
+    status = workload.get("status") or {}
+    strategy = spec.get("updateStrategy" if kind == "DaemonSet" else "strategy") or {}
+    rolling = strategy.get("rollingUpdate") or {}
+    desired = progress["desired"]
+    if kind == "DaemonSet":
+        # Until the controller sees the new generation, every scheduled pod may be an old one.
+        current = _int(status.get("currentNumberScheduled"))
+        to_replace = current if not progress["observed"] else max(0, current - progress["updated"])
+        unavailable = _scaled(rolling.get("maxUnavailable", 1), desired, True)
+        surge = _scaled(rolling.get("maxSurge", 0), desired, True)
+        if strategy.get("type") == "OnDelete":
+            to_replace = 0  # nothing is replaced until someone deletes the pods
+    else:
+        to_replace = max(0, _int(status.get("replicas")) - progress["updated"]) if progress["observed"] \
+            else _int(status.get("replicas"))
+        unavailable = _scaled(rolling.get("maxUnavailable", "25%"), desired, False)
+        surge = _scaled(rolling.get("maxSurge", "25%"), desired, True)
+    budget = max(1, unavailable + surge)
+    waves = int(math.ceil(to_replace / float(budget)))
+    min_ready = _int(spec.get("minReadySeconds"))
+    timeout = int(math.ceil(_int(base_timeout) + waves * (min_ready + float(wave_seconds)) + desired * float(pod_seconds)))
+    return {
+        "desired": desired,
+        "to_replace": to_replace,
+        "budget": budget,
+        "waves": waves,
+        "timeout": timeout,
+        "check_pods_every": max(1, int(math.ceil(desired / float(max(1, _int(pods_per_check)))))),
+        "text": "%ds: %ds + %d wave%s of %d pod%s x %ss + %d pods x %ss" % (
+            timeout, _int(base_timeout), waves, "" if waves == 1 else "s", budget, "" if budget == 1 else "s",
+            min_ready + float(wave_seconds), desired, pod_seconds),
+    }
+
+
+def rollout_not_ready(problems, limit=10):
+    """One bounded message from ``rollout_pod_problems``: how many pods are not ready, the nodes
+    they are on (at most ``limit`` named, the rest counted), and the first ``limit`` pods'
+    reasons, the fatal ones first. Empty when there is no problem."""
+    if not isinstance(problems, list):
+        raise AnsibleFilterError("rollout_not_ready expects the list of rollout_pod_problems, got %r" % (problems,))
+    limit = max(1, _int(limit))
+    ordered = sorted(problems, key=lambda problem: not problem.get("fatal"))
+    nodes = []
+    for problem in ordered:
+        if problem.get("node") not in nodes:
+            nodes.append(problem.get("node"))
+    parts = []
+    if problems:
+        more = len(nodes) - limit
+        parts.append("%d pod%s not ready, on node%s %s%s" % (
+            len(problems), "" if len(problems) == 1 else "s", "" if len(nodes) == 1 else "s",
+            ", ".join(nodes[:limit]), " and %d more" % more if more > 0 else ""))
+        parts.extend(problem["text"] for problem in ordered[:limit])
+        if len(ordered) > limit:
+            parts.append("(%d more pods not listed)" % (len(ordered) - limit))
+    return ". ".join(parts)
+
+
 class FilterModule:
     def filters(self):
         return {
             "rollout_progress": rollout_progress,
             "rollout_pod_problems": rollout_pod_problems,
+            "rollout_budget": rollout_budget,
+            "rollout_not_ready": rollout_not_ready,
         }
