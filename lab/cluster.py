@@ -139,8 +139,8 @@ class RawApi:
             self.headers["Authorization"] = configuration.api_key["authorization"]
         self.local = threading.local()
 
-    def request(self, method, path, body=None, ok=(200, 201)):
-        """The answer's status and JSON; any status outside `ok` raises."""
+    def request(self, method, path, body=None, ok=(200, 201), raw=False):
+        """The answer's status and JSON (bytes with `raw`); any status outside `ok` raises."""
         data = None if body is None else json.dumps(body).encode()
         for attempt in (1, 2):  # a kept-alive connection the server closed is reopened once
             connection = getattr(self.local, "connection", None)
@@ -159,7 +159,7 @@ class RawApi:
                     raise
         if response.status not in ok:
             raise RuntimeError("%s %s: HTTP %d %s" % (method, path, response.status, answer[:300]))
-        return response.status, json.loads(answer) if answer else {}
+        return response.status, answer if raw else json.loads(answer) if answer else {}
 
 
 def list_nodes(raw=None):

@@ -225,7 +225,7 @@ def rollout_budget(resources, kind="DaemonSet", base_timeout=300, wave_seconds=1
         "waves": waves,
         "timeout": timeout,
         "check_pods_every": max(1, int(math.ceil(desired / float(max(1, _int(pods_per_check)))))),
-        "text": "%ds: %ds + %d wave%s of %d pod%s x %ss + %d pods x %ss" % (
+        "text": "%ds (%ds + %d wave%s of %d pod%s x %gs + %d pods x %gs)" % (
             timeout, _int(base_timeout), waves, "" if waves == 1 else "s", budget, "" if budget == 1 else "s",
             min_ready + float(wave_seconds), desired, pod_seconds),
     }

@@ -144,7 +144,7 @@ def test_rollout_budget_scales_with_size_and_budget(resources, kind, to_replace,
     found = rollout_budget(resources, kind)
     assert (found["to_replace"], found["budget"], found["waves"], found["timeout"], found["check_pods_every"]) == \
         (to_replace, budget, waves, timeout, check_every)
-    assert found["text"].startswith("%ds: 300s + %d wave" % (timeout, waves))
+    assert found["text"].startswith("%ds (300s + %d wave" % (timeout, waves))
 
 
 def test_rollout_budget_with_a_percentage_keeps_its_waves_and_grows_by_the_pods_only():
@@ -152,6 +152,11 @@ def test_rollout_budget_with_a_percentage_keeps_its_waves_and_grows_by_the_pods_
     large = rollout_budget(scaled_daemonset(5000, 0, 5000, max_unavailable="10%"))
     assert small["waves"] == large["waves"] == 10
     assert large["timeout"] - small["timeout"] == 4000 * 0.05
+
+
+def test_rollout_budget_text():
+    assert rollout_budget(scaled_daemonset(3, 0, 3, min_ready=4), base_timeout=25)["text"] == \
+        "83s (25s + 3 waves of 1 pod x 19s + 3 pods x 0.05s)"
 
 
 def test_rollout_budget_refuses_what_is_not_a_number():
