@@ -123,8 +123,8 @@ def summary(counts):
     reads = sum(v for (verb, _r, _s), v in counts.items() if verb in ("GET", "LIST", "WATCH"))
     writes = sum(v for (verb, _r, _s), v in counts.items() if verb not in ("GET", "LIST", "WATCH"))
     top = sorted(((v, k) for k, v in counts.items() if v >= 0.5), reverse=True)[:6]
-    return reads, writes, ", ".join("%s %s%s %.0f" % (k[0], k[1], "/" + k[2] if k[2] else "", v)
-                                                         for v, k in top)
+    text = ", ".join("%s %s%s %.0f" % (k[0], k[1], "/" + k[2] if k[2] else "", v) for v, k in top)
+    return reads, writes, text
 
 
 def main(argv=None):
@@ -159,24 +159,24 @@ def main(argv=None):
         lab_up(found)
         print("lab back to %d KWOK nodes" % found)
     print("\nsite.yml at scale (ratio: against the previous size; linear growth means time ratio <= node ratio)")
-    print("%-8s %7s %9s %10s %11s %12s %12s" % ("mode", "nodes", "seconds", "requests", "node ratio", "time ratio",
-                                                 "req. ratio"))
+    columns = ("mode", "nodes", "seconds", "requests", "node ratio", "time ratio", "req. ratio")
+    print("%-8s %7s %9s %10s %11s %12s %12s" % columns)
     for mode in modes:
         previous = None
         for size, row_mode, seconds, reads, writes in rows:
             if row_mode != mode:
                 continue
             total = reads + writes
-            ratios = ("%11.1f %12.2f %12.2f" % (size / float(previous[0]), seconds / previous[1],
-                                                 total / previous[2] if previous[2] else float("nan"))
-                      if previous else "%11s %12s %12s" % ("-", "-", "-"))
+            ratios = "%11s %12s %12s" % ("-", "-", "-")
+            if previous:
+                request_ratio = total / previous[2] if previous[2] else float("nan")
+                ratios = "%11.1f %12.2f %12.2f" % (size / float(previous[0]), seconds / previous[1], request_ratio)
             print("%-8s %7d %9.1f %10.0f %s" % (mode, size, seconds, total, ratios))
             previous = (size, seconds, total)
         at_goal = [seconds for size, row_mode, seconds, _r, _w in rows if row_mode == mode and size == GOAL_NODES]
         if at_goal:
-            print("%-8s goal %d nodes < %.0f s: %s (%.1f s)" % (mode, GOAL_NODES, GOAL_SECONDS,
-                                                               "met" if at_goal[0] < GOAL_SECONDS else "NOT met",
-                                                               at_goal[0]))
+            verdict = "met" if at_goal[0] < GOAL_SECONDS else "NOT met"
+            print("%-8s goal %d nodes < %.0f s: %s (%.1f s)" % (mode, GOAL_NODES, GOAL_SECONDS, verdict, at_goal[0]))
     return 0
 
 

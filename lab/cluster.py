@@ -198,8 +198,8 @@ def ensure_nodes(count):
     _parallel(lambda index: raw.request("POST", "/api/v1/nodes", kwok_node(index), ok=(201, 409)), missing)
     _parallel(lambda name: raw.request("DELETE", "/api/v1/nodes/" + name, ok=(200, 202, 404)), extra)
     if missing or extra:
-        say("%d KWOK nodes: %d created, %d deleted in %.1fs" % (count, len(missing), len(extra),
-                                                                  time.monotonic() - started))
+        elapsed = time.monotonic() - started
+        say("%d KWOK nodes: %d created, %d deleted in %.1fs" % (count, len(missing), len(extra), elapsed))
 
 
 def nodes_ready(count):
