@@ -81,6 +81,7 @@ def api_ready():
         return False
 
 
+CONTROLLER_QPS = 300
 # Parallel requests while creating or deleting nodes: enough to keep the API server busy on two cores.
 WORKERS = 16
 
@@ -221,6 +222,13 @@ def wait(predicate, what, timeout=120):
     raise SystemExit("[lab cluster] timed out after %ss waiting for %s" % (timeout, what))
 
 
+# What kwokctl_config() adds, as found in kwokctl's saved kwok.yaml: a cluster made without one is recreated.
+CONFIG_MARKERS = (
+    ("manage-nodes-with-annotation-selector", "the real nodes' SANs and KWOK node selector"),
+    ("--kube-api-qps=%d" % CONTROLLER_QPS, "the controllers' API rate for thousands of nodes"),
+)
+
+
 def kwokctl_config():
     """kwokctl options the real nodes need: certificate SANs for the `kubernetes` Service
     address and the underlay gateway, and the API server reaching kubelets by address."""
@@ -233,6 +241,12 @@ def kwokctl_config():
             "options:",
             "  kubeApiserverCertSANs: [%s, %s]" % (realnodes.SERVICE_IP, topo.gateway),
             "componentsPatches:",
+            # The controller manager and the scheduler send 20 and 50 requests a second by default: a
+            # DaemonSet on 5,000 nodes would take minutes to get its pods created and bound. Large clusters
+            # raise both; so does the lab (make lab-up NODES=5000).
+            *("- name: %s\n  extraArgs:\n  - key: kube-api-qps\n    value: '%d'\n  - key: kube-api-burst\n"
+              "    value: '%d'" % (component, CONTROLLER_QPS, 2 * CONTROLLER_QPS)
+              for component in ("kube-controller-manager", "kube-scheduler")),
             "- name: kube-apiserver",
             "  extraArgs:",
             "  - key: kubelet-preferred-address-types",
@@ -258,10 +272,12 @@ def up(count, real):
     saved = os.path.join(WORKDIR, "clusters", CLUSTER, "kwok.yaml")
     if api_ready() and os.path.exists(saved):
         with open(saved, encoding="utf-8") as handle:
-            if "manage-nodes-with-annotation-selector" not in handle.read():
-                say("%s was created before the real nodes (no SANs or KWOK node selector): recreating" % CLUSTER)
-                realnodes.down()
-                kwokctl(bins, "delete", "cluster", check=False, capture=True)
+            text = handle.read()
+        lacking = [what for marker, what in CONFIG_MARKERS if marker not in text]
+        if lacking:
+            say("%s was created without %s: recreating" % (CLUSTER, " and ".join(lacking)))
+            realnodes.down()
+            kwokctl(bins, "delete", "cluster", check=False, capture=True)
     if not api_ready():
         # A cluster that exists but does not answer (a reboot, a killed process) is recreated.
         kwokctl(bins, "delete", "cluster", check=False, capture=True)
