@@ -215,12 +215,12 @@ def nodes_ready(count):
     return ready >= count
 
 
-def wait(predicate, what, timeout=120):
+def wait(predicate, what, timeout=120, interval=1):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
-        time.sleep(1)
+        time.sleep(interval)
     raise SystemExit("[lab cluster] timed out after %ss waiting for %s" % (timeout, what))
 
 
@@ -307,7 +307,8 @@ def up(count, real):
         )
         wait(api_ready, "the API server")
     ensure_nodes(count)
-    wait(lambda: nodes_ready(count), "%d Ready nodes" % count)
+    # Each check lists every node: fewer of them, and more time, for thousands.
+    wait(lambda: nodes_ready(count), "%d Ready nodes" % count, timeout=max(120, count // 20), interval=1 + count // 2500)
     realnodes.up(real, KUBECONFIG, os.path.join(bins, "kube-%s" % v["KUBE_VERSION"]),
                  [images.build(name) for name in images.image_specs()], api())
     say("up in %.1fs; KUBECONFIG=%s" % (time.monotonic() - started, KUBECONFIG))
