@@ -68,3 +68,38 @@ def test_the_block_holds_its_pods():
 def test_the_span_the_calico_role_derives(count, span):
     cidrs = [podcidrs.kwok_pod_cidr(index) for index in range(count)] + [str(b) for b in real_blocks(2)]
     assert cidr_span(cidrs) == [span]
+
+
+@pytest.fixture(scope="module")
+def cluster_script():
+    """lab/cluster.py as its own script imports it (its siblings are top-level modules there)."""
+    import importlib
+    import os
+    import sys
+
+    lab_dir = os.path.dirname(podcidrs.__file__)
+    sys.path.insert(0, lab_dir)
+    try:
+        yield importlib.import_module("cluster")
+    finally:
+        sys.path.remove(lab_dir)
+
+
+@pytest.mark.parametrize("name, index", [
+    ("kwok-node-0", 0), ("kwok-node-4999", 4999),
+    ("kwok-node-01", None), ("kwok-node-", None), ("kwok-node-x", None), ("real-node-0", None), ("other", None),
+])
+def test_only_the_lab_s_own_node_names_have_an_index(cluster_script, name, index):
+    # `up --nodes N` deletes kwok-node-<i> for i >= N: a name that merely looks alike is never one of them.
+    assert cluster_script.kwok_node_index(name) == index
+
+
+def test_node_bodies_carry_kwok_s_mark_their_block_and_the_pods_it_holds(cluster_script):
+    small, scaled = cluster_script.kwok_node(2), cluster_script.kwok_node(4999)
+    assert small["spec"] == {"podCIDR": "10.244.2.0/24", "podCIDRs": ["10.244.2.0/24"]}
+    assert small["status"]["allocatable"]["pods"] == "110"
+    assert scaled["metadata"]["name"] == "kwok-node-4999"
+    assert scaled["spec"]["podCIDRs"] == ["10.245.60.64/28"]
+    assert scaled["status"]["allocatable"]["pods"] == scaled["status"]["capacity"]["pods"] == "14"
+    assert cluster_script._ours(scaled)
+    assert not cluster_script._ours({"metadata": {"name": "kwok-node-7", "labels": {"type": "kwok"}}})
