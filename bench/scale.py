@@ -51,7 +51,14 @@ def ansible_env():
     # The play's environment reaches modules only; the rollout wait's lookup reads the process's.
     env["K8S_AUTH_KUBECONFIG"] = cluster.KUBECONFIG
     env["ANSIBLE_FORCE_COLOR"] = "0"
+    env["ANSIBLE_CALLBACKS_ENABLED"] = "ansible.posix.profile_tasks"  # where the time goes, printed per run
     return env
+
+
+def slowest(output, count=3):
+    """The profile_tasks summary's first lines: the slowest tasks of the run."""
+    found = re.findall(r"^(?:[\w.]+ : )?(.+?) -+ ([0-9.]+)s$", output, re.MULTILINE)
+    return "; ".join("%s %ss" % (name[:60], seconds) for name, seconds in found[:count])
 
 
 def requests(raw):
@@ -153,6 +160,7 @@ def main(argv=None):
                 rows.append((size, mode, seconds, reads, writes))
                 print("   %-8s %6.1f s  requests: %6.0f reads %6.0f writes%s  [%s]"
                       % (mode, seconds, reads, writes, "  rollout polls %d" % waits if waits else "", top), flush=True)
+                print("            slowest: %s" % slowest(output), flush=True)
     finally:
         if "pod_poke" in modes:
             site(["-e", "netmend_pod_poke=true", "-e", "netmend_state=absent"])
