@@ -119,8 +119,11 @@ lab-down: ## stop the lab cluster
 lab-status: ## is the lab cluster up
 	lab/cluster.sh status
 
+# `make lab-test LAB_TESTS="tests/lab/test_x.py ..." LAB_JUNIT=name` runs a part (make test runs two parts at once).
+LAB_TESTS ?= tests/lab
+LAB_JUNIT ?= lab
 lab-test: prereqs-root sysdeps venv collection ## lab tests: real netns/iptables/packets and the lab API server (root)
-	$(BIN)/pytest tests/lab --junitxml=$(BUILD)/junit/lab.xml
+	$(BIN)/pytest $(LAB_TESTS) --junitxml=$(BUILD)/junit/$(LAB_JUNIT).xml
 
 awx-test: prereqs venv collection ## AWX job templates run by ansible-runner, and the built tarball in a clean virtualenv, against the lab cluster
 	$(BIN)/pytest tests/awx --junitxml=$(BUILD)/junit/awx.xml
@@ -150,14 +153,37 @@ site: prereqs venv collection ## the main job against the lab cluster
 	# The play's environment reaches modules, not lookups: the rollout wait's k8s lookup needs it here.
 	K8S_AUTH_KUBECONFIG=$(NETMEND_LAB_KUBECONFIG) $(BIN)/ansible-playbook -i localhost, playbooks/site.yml -e @playbooks/vars/lab.yml
 
+# make test runs three streams side by side, each on a lab cluster of its own (own API server, real
+# nodes, underlay; lab tests name their network namespaces by process): lab tests part 1, part 2, and
+# part 3 followed by the AWX, Molecule and main-job runs (which, as before, come after lab tests on
+# their cluster). Most of the time is waiting for pods and rollouts.
+LAB_TESTS_1 := $(sort $(wildcard tests/lab/test_real_*.py tests/lab/test_agent_*.py tests/lab/test_masq_rule_*.py))
+LAB_TESTS_3 := $(addprefix tests/lab/,test_connectivity_check_role.py test_net_doctor_role.py test_pod_poke_role.py test_site.py)
+LAB_TESTS_2 := $(filter-out $(LAB_TESTS_1) $(LAB_TESTS_3),$(sort $(wildcard tests/lab/test_*.py)))
+LAB_B := NETMEND_LAB_CLUSTER=netmend-lab-b NETMEND_LAB_KUBECONFIG=$(HOME)/.cache/netmend-lab/kubeconfig-b
+LAB_C := NETMEND_LAB_CLUSTER=netmend-lab-c NETMEND_LAB_KUBECONFIG=$(HOME)/.cache/netmend-lab/kubeconfig-c
+LOGS := $(BUILD)/logs
+
 test: prereqs-root sysdeps venv collection ## everything, from nothing: CI runs this
-	rm -rf $(BUILD)/junit
+	rm -rf $(BUILD)/junit $(LOGS)
+	mkdir -p $(LOGS)
 	$(MAKE) unit
 	$(MAKE) lint
 	$(MAKE) sanity
-	lab/cluster.sh up
-	trap 'lab/cluster.sh down' EXIT; $(MAKE) lab-test && $(MAKE) awx-test && $(MAKE) molecule && $(MAKE) site
-	$(BIN)/python lab/summary.py $(BUILD)/junit
+	# The trap comes first: a lab that fails to start half-way is stopped too. Its output goes to a log
+	# (shown only when stopping fails) so the last lines of a run are the failures and the totals.
+	trap 'for lab in "" "$(LAB_B)" "$(LAB_C)"; do env $$lab lab/cluster.sh down >> $(LOGS)/down.log 2>&1 || \
+	  { echo "stopping the lab failed: $$lab"; tail -n 20 $(LOGS)/down.log; }; done' EXIT; \
+	  lab/cluster.sh up && $(LAB_B) lab/cluster.sh up && $(LAB_C) lab/cluster.sh up || exit 1; \
+	  $(MAKE) lab-test LAB_TESTS="$(LAB_TESTS_1)" LAB_JUNIT=lab-1 > $(LOGS)/lab-1.log 2>&1 & one=$$!; \
+	  $(LAB_B) $(MAKE) lab-test LAB_TESTS="$(LAB_TESTS_2)" LAB_JUNIT=lab-2 > $(LOGS)/lab-2.log 2>&1 & two=$$!; \
+	  { $(LAB_C) $(MAKE) lab-test LAB_TESTS="$(LAB_TESTS_3)" LAB_JUNIT=lab-3 && \
+	    $(LAB_C) $(MAKE) awx-test && $(LAB_C) $(MAKE) molecule && $(LAB_C) $(MAKE) site; } > $(LOGS)/jobs.log 2>&1 & three=$$!; \
+	  wait $$one; rc1=$$?; wait $$two; rc2=$$?; wait $$three; rc3=$$?; \
+	  for log in lab-1 lab-2 jobs; do echo "===== $$log"; cat $(LOGS)/$$log.log; done; \
+	  $(BIN)/python lab/summary.py $(BUILD)/junit; \
+	  echo "lab-1: exit $$rc1, lab-2: exit $$rc2, lab-3/awx/molecule/site: exit $$rc3"; \
+	  [ $$rc1 = 0 ] && [ $$rc2 = 0 ] && [ $$rc3 = 0 ]
 
 clean: ## remove the virtualenv and build tree (the Go binary cache stays)
 	rm -rf $(VENV) $(BUILD) tests/output

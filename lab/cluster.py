@@ -316,12 +316,11 @@ def up(count, real):
 
 def down():
     bins = build()
-    realnodes.down()
-    result = kwokctl(bins, "delete", "cluster", check=False, capture=True)
-    if result.returncode == 0:
-        say("deleted %s" % CLUSTER)
-    else:
-        say("nothing to delete")
+    try:
+        realnodes.down()
+    finally:  # the control plane goes even when a real node leaves something behind
+        result = kwokctl(bins, "delete", "cluster", check=False, capture=True)
+        say("deleted %s" % CLUSTER if result.returncode == 0 else "nothing to delete")
     return 0
 
 

@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CACHE = os.environ.get("NETMEND_LAB_CACHE", os.path.expanduser("~/.cache/netmend-lab"))
@@ -65,13 +66,17 @@ def say(message):
     print("[lab images] %s" % message, file=sys.stderr, flush=True)
 
 
+# Archives and layers of other keys go once unused for this long (seconds).
+STALE_AFTER = 2 * 24 * 3600
 # Bump when the way a root filesystem is made changes (its inputs are keyed already).
 LAYER_RECIPE = 1
 
 
 def layer_key(kind, inputs):
     """Key of an image's one layer: what goes into the root filesystem."""
-    digest = hashlib.sha256(json.dumps([LAYER_RECIPE, kind, inputs], sort_keys=True).encode())
+    # The pause source is keyed by its content, not its path: checkouts in other folders share the cache.
+    keyed = {key: value for key, value in inputs.items() if key != "source"}
+    digest = hashlib.sha256(json.dumps([LAYER_RECIPE, kind, keyed], sort_keys=True).encode())
     if kind == "pause":
         with open(inputs["source"], "rb") as handle:
             digest.update(handle.read())
@@ -147,6 +152,7 @@ def make_layer(name):
     """The image's layer (a tar of its root filesystem), built unless cached."""
     out = layer_path(name)
     if os.path.exists(out):
+        os.utime(out)  # in use: see _drop_older
         return out
     kind, inputs = image_specs()[name]
     os.makedirs(os.path.dirname(out), exist_ok=True)
@@ -158,8 +164,8 @@ def make_layer(name):
         else:
             pause_rootfs(rootfs, inputs["source"])
         subprocess.run(["tar", "--numeric-owner", "--xattrs", "--sort=name", "--mtime=@0",
-                        "-C", rootfs, "-cf", out + ".partial", "."], check=True)
-    os.replace(out + ".partial", out)
+                        "-C", rootfs, "-cf", partial(out), "."], check=True)
+    os.replace(partial(out), out)
     _drop_older(out)
     return out
 
@@ -185,29 +191,42 @@ def pack(name, layer, out):
     config_bytes = json.dumps(config, sort_keys=True).encode()
     config_name = hashlib.sha256(config_bytes).hexdigest() + ".json"
     manifest = json.dumps([{"Config": config_name, "RepoTags": [name], "Layers": ["layer.tar"]}]).encode()
-    with tarfile.open(out + ".partial", "w") as archive:
+    with tarfile.open(partial(out), "w") as archive:
         for member, data in (("manifest.json", manifest), (config_name, config_bytes)):
             info = tarfile.TarInfo(member)
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
         archive.add(layer, arcname="layer.tar")
-    os.replace(out + ".partial", out)
+    os.replace(partial(out), out)
     _drop_older(out)
 
 
-def _drop_older(path):
-    """Files of earlier keys for the same image are dead weight."""
+def partial(path):
+    """Where this process writes ``path`` before renaming it: labs of other checkouts may build at once."""
+    return "%s.partial-%d" % (path, os.getpid())
+
+
+def _drop_older(path, idle=STALE_AFTER):
+    """Files of earlier keys for the same image are dead weight, once no lab has used them for a while:
+    a lab of another checkout (another version of this file) may be importing one right now."""
     folder, base = os.path.split(path)
     prefix = base.rsplit("-", 1)[0] + "-"
     for old in os.listdir(folder):
+        old_path = os.path.join(folder, old)
         if old.startswith(prefix) and old.endswith(".tar") and old != base:
-            os.unlink(os.path.join(folder, old))
+            try:
+                if time.time() - os.stat(old_path).st_mtime > idle:
+                    os.unlink(old_path)
+            except FileNotFoundError:
+                pass
 
 
 def build(name):
     """Path of the image archive, built unless cached."""
     out = archive_path(name)
-    if not os.path.exists(out):
+    if os.path.exists(out):
+        os.utime(out)  # in use: see _drop_older
+    else:
         os.makedirs(IMAGES, exist_ok=True)
         pack(name, make_layer(name), out)
         say("packed %s" % name)

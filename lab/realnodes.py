@@ -196,6 +196,32 @@ def _cgroup_dirs(topo, name=None):
     return found
 
 
+def _remove_cgroups(topo, name=None, timeout=60):
+    """Remove our cgroup directories (one node's, or every node's), deepest first. A
+    directory stays busy for a while after its last task is reaped, and a process can
+    still sit in one (a container whose node died first): kill what is in ours, retry."""
+    deadline = time.monotonic() + timeout
+    while True:
+        busy = []
+        for path in _cgroup_dirs(topo, name):
+            for pid in _read(os.path.join(path, "cgroup.procs")).split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
+            try:
+                os.rmdir(path)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                busy.append(path)
+        if not busy:
+            return
+        if time.monotonic() > deadline:
+            raise LabError("cgroups stay busy after %ss: %s" % (timeout, busy[:5]))
+        time.sleep(0.2)
+
+
 def _make_cgroup_root(topo, name):
     """Create the node's cgroup root in every v1 hierarchy (kubelet requires it)."""
     for hierarchy in sorted(os.listdir(CGROUP_FS)):
@@ -562,17 +588,7 @@ def stop_node(topo, name, timeout=30):
             except ProcessLookupError:
                 pass
         time.sleep(0.2)
-    for path in _cgroup_dirs(topo, name):
-        for _attempt in range(50):
-            try:
-                os.rmdir(path)
-                break
-            except FileNotFoundError:
-                break
-            except OSError:  # EBUSY while the kernel finishes tearing tasks down
-                time.sleep(0.1)
-        else:
-            raise LabError("cgroup %s stays busy" % path)
+    _remove_cgroups(topo, name)
     if topo.netns(name) in _netns_list():
         run(["ip", "netns", "del", topo.netns(name)])
     folder = topo.node_dir(name)
@@ -621,15 +637,23 @@ def down(api_client=None):
     names = set(topo.nodes())
     if os.path.isdir(topo.state):
         names.update(n for n in os.listdir(topo.state) if n.startswith(NODE_PREFIX))
+    errors = []
     for name in sorted(names):
-        stop_node(topo, name)
+        try:
+            stop_node(topo, name)
+        except LabError as exc:  # go on: the other nodes, the switch and the files still go
+            errors.append(str(exc))
         if api_client is not None:
             forget(api_client, name)
-    for path in _cgroup_dirs(topo):
-        os.rmdir(path)
-    remove_switch(topo)
+    for step in (_remove_cgroups, remove_switch):
+        try:
+            step(topo)
+        except LabError as exc:
+            errors.append(str(exc))
     if os.path.isdir(topo.state):
         shutil.rmtree(topo.state)
+    if errors:
+        raise LabError("real nodes stopped with leftovers:\n" + "\n".join(errors))
     if names:
         say("stopped %s" % ", ".join(sorted(names)))
 

@@ -1,7 +1,8 @@
-"""Print one closing line for every pytest run of `make test`: 'N passed, N failed, N skipped'.
+"""Print the closing lines of `make test`: each failed test with the first line of its
+message, then 'N passed, N failed, N skipped' over every pytest run.
 
 Each pytest run writes a JUnit XML report under .build/junit/; this adds them up so
-the end of the test command says, in one line, what ran across all suites.
+the end of the test command (all CI shows of a long log) says what ran and what failed.
 """
 from __future__ import annotations
 
@@ -24,11 +25,26 @@ def totals(paths):
     return passed, failed, skipped
 
 
+def failures(paths):
+    """(report, test id, first line of the message) for every failed or erroring test."""
+    found = []
+    for path in paths:
+        report = os.path.splitext(os.path.basename(path))[0]
+        for case in ElementTree.parse(path).getroot().iter("testcase"):
+            for bad in list(case.findall("failure")) + list(case.findall("error")):
+                message = (bad.get("message") or bad.text or "").strip().splitlines() or [""]
+                test = "%s::%s" % (case.get("classname", ""), case.get("name", ""))
+                found.append((report, test, message[0][:300]))
+    return found
+
+
 def main(directory):
     paths = sorted(glob.glob(os.path.join(directory, "*.xml")))
     if not paths:
         print("no test reports in %s" % directory)
         return 1
+    for report, test, message in failures(paths):
+        print("FAILED [%s] %s: %s" % (report, test, message))
     passed, failed, skipped = totals(paths)
     print("%d passed, %d failed, %d skipped" % (passed, failed, skipped))
     return 1 if failed or not passed else 0

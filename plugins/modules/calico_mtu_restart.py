@@ -45,46 +45,9 @@ options:
       - Seconds to wait for an evicted pod to go before evicting the next one.
     type: int
     default: 120
-  kubeconfig:
-    description:
-      - Path to a kubeconfig file, or its content as a dictionary.
-      - When omitted, C(K8S_AUTH_KUBECONFIG), then C(KUBECONFIG), then C(~/.kube/config), then the pod's service account,
-        as for C(kubernetes.core) modules.
-    type: raw
-  context:
-    description:
-      - The kubeconfig context to use; C(K8S_AUTH_CONTEXT) when omitted.
-    type: str
-  host:
-    description:
-      - URL of the API server; C(K8S_AUTH_HOST) when omitted.
-    type: str
-  api_key:
-    description:
-      - Bearer token; C(K8S_AUTH_API_KEY) when omitted.
-    type: str
-  validate_certs:
-    description:
-      - Verify the API server's certificate; C(K8S_AUTH_VERIFY_SSL) when omitted.
-    type: bool
-    aliases: [verify_ssl]
-  ca_cert:
-    description:
-      - CA certificate of the API server; C(K8S_AUTH_SSL_CA_CERT) when omitted.
-    type: path
-    aliases: [ssl_ca_cert]
-  client_cert:
-    description:
-      - Client certificate; C(K8S_AUTH_CERT_FILE) when omitted.
-    type: path
-    aliases: [cert_file]
-  client_key:
-    description:
-      - Client key; C(K8S_AUTH_KEY_FILE) when omitted.
-    type: path
-    aliases: [key_file]
 extends_documentation_fragment:
   - netmend.k8s.attributes
+  - netmend.k8s.attributes.k8s_auth
 attributes:
   check_mode:
     support: full
@@ -150,32 +113,22 @@ replaced:
   sample: []
 """
 
-import json
 import time
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.netmend.k8s.plugins.module_utils.kube_controller import AUTH_SPEC, connect
 from ansible_collections.netmend.k8s.plugins.module_utils.kube_lite import (
     BLOCKED,
     EVICTED,
     GONE,
     STILL_TERMINATING,
-    KubeClient,
     KubeError,
     evict_in_turn,
     pods_path,
 )
 from ansible_collections.netmend.k8s.plugins.module_utils.mtu import VETH_PREFIX
 from ansible_collections.netmend.k8s.plugins.module_utils.mtu_agent import stale_pods
-
-try:
-    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
-    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.exceptions import CoreException
-    from kubernetes.client.rest import ApiException
-except ImportError as import_error:
-    K8S_IMPORT_ERROR = import_error
-else:
-    K8S_IMPORT_ERROR = None
 
 ARGUMENT_SPEC = dict(
     node=dict(type="str", required=True),
@@ -184,38 +137,8 @@ ARGUMENT_SPEC = dict(
     veth_prefix=dict(type="str", default=VETH_PREFIX),
     eviction_timeout=dict(type="int", default=120),
 )
-# The connection options of kubernetes.core modules that a controller-side eviction needs; the
-# K8S_AUTH_* environment variables fill them as for kubernetes.core (get_api_client reads them).
-AUTH_SPEC = dict(
-    kubeconfig=dict(type="raw", no_log=True),
-    context=dict(type="str"),
-    host=dict(type="str"),
-    api_key=dict(type="str", no_log=True),
-    validate_certs=dict(type="bool", aliases=["verify_ssl"]),
-    ca_cert=dict(type="path", aliases=["ssl_ca_cert"]),
-    client_cert=dict(type="path", aliases=["cert_file"]),
-    client_key=dict(type="path", aliases=["key_file"]),
-)
 ARGUMENT_SPEC.update(AUTH_SPEC)
 REPORTED_KEYS = ("namespace", "name", "interface", "interface_mtu")
-
-
-class ControllerClient(KubeClient):
-    """kube_lite's calls over the kubernetes dynamic client, so the controller's credentials (kubeconfig,
-    K8S_AUTH_*, exec plugins, client certificates, proxies) work as for kubernetes.core."""
-
-    def __init__(self, dynamic_client):  # pylint: disable=super-init-not-called
-        self.api = dynamic_client
-        self.host = dynamic_client.configuration.host
-
-    def request(self, method, path, query=None, body=None):
-        try:
-            response = self.api.request(method, path, body=body, query_params=list((query or {}).items()),
-                                        serialize=False)
-        except ApiException as exc:
-            status = exc.status or 0
-            raise KubeError("%s %s: %s %s" % (method, path, status, exc.reason), status=status) from None
-        return json.loads(response.data or b"{}")
 
 
 def run_module(module, client):
@@ -245,14 +168,7 @@ def run_module(module, client):
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    if K8S_IMPORT_ERROR is not None:
-        module.fail_json(msg=missing_required_lib("kubernetes and the kubernetes.core collection"),
-                         exception=str(K8S_IMPORT_ERROR))
-    auth = {key: module.params[key] for key in AUTH_SPEC}
-    try:
-        client = ControllerClient(get_api_client(**auth).client)
-    except CoreException as exc:
-        module.fail_json(msg=str(exc), node=module.params["node"])
+    client = connect(module, node=module.params["node"])
     try:
         result = run_module(module, client)
     except KubeError as exc:

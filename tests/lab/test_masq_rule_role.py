@@ -19,6 +19,7 @@ import sysconfig
 import kubernetes
 import pytest
 import yaml
+from real_pods import LAB_IPTABLES_IMAGE  # sibling helper module (tests/lab is on sys.path)
 
 from ansible_collections.netmend.k8s.plugins.filter.cidr import cidr_subtract
 from ansible_collections.netmend.k8s.plugins.module_utils import masq
@@ -110,7 +111,7 @@ def agent_objects_gone(api):
 
 def agent_vars(**extra):
     return dict({"masq_rule_cidrs": [VPN], "masq_rule_agent_namespace": NAMESPACE,
-                 "masq_rule_agent_interval": 5, "masq_rule_agent_wait_timeout": 120}, **extra)
+                 "masq_rule_agent_interval": 5, "masq_rule_agent_wait_timeout": 600}, **extra)
 
 
 @pytest.fixture
@@ -153,7 +154,8 @@ def test_agent_method_nsenter(api, play, clean_agent):
 
 
 def test_agent_method_capabilities(api, play, clean_agent):
-    variables = agent_vars(masq_rule_agent_mode="capabilities", masq_rule_agent_image="netmend/ee:lab")
+    # An image with python3 and iptables, as the mode needs: the agent really runs on the real nodes.
+    variables = agent_vars(masq_rule_agent_mode="capabilities", masq_rule_agent_image=LAB_IPTABLES_IMAGE)
     assert play(variables)["changed"] > 0
     pod = api.apps.read_namespaced_daemon_set(NAME, NAMESPACE).spec.template.spec
     context = pod.containers[0].security_context

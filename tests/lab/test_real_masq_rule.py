@@ -38,10 +38,13 @@ while True:
 class VpnHost:
     """A network namespace on the real nodes' underlay that records UDP senders."""
 
-    def __init__(self, topo):
+    def __init__(self, topo, nodes):
         self.topo = topo
         self.netns = topo.netns("vpn")
         self.ip = topo.host_ip(0)
+        # An earlier test's VPN host had this address and another MAC: the nodes must not keep sending to it.
+        for node in nodes:
+            subprocess.run(["ip", "-n", topo.netns(node), "neigh", "flush", "to", self.ip], check=True)
         subprocess.run(["ip", "netns", "add", self.netns], check=True)
         subprocess.run(["ip", "-n", topo.switch_ns, "link", "add", "vpn0", "type", "veth", "peer", "name", "eth0",
                         "netns", self.netns], check=True)
@@ -69,8 +72,8 @@ class VpnHost:
 
 
 @pytest.fixture
-def vpn_host(real_topology):
-    host = VpnHost(real_topology)
+def vpn_host(real_topology, real_nodes):
+    host = VpnHost(real_topology, real_nodes)
     yield host
     host.close()
 

@@ -14,7 +14,7 @@ AGENT_NAMESPACE = "netmend-real-roll"
 DAEMONSET = "netmend-pod-poke"
 PLAY = {"role": "netmend.k8s.pod_poke"}
 BASE = {"pod_poke_agent_namespace": AGENT_NAMESPACE, "pod_poke_interval": 2, "pod_poke_namespaces": ["none"],
-        "pod_poke_wait_timeout": 180}
+        "pod_poke_wait_timeout": 600}
 PROGRESS = re.compile(r"%s/%s: (\d+) of (\d+) updated, (\d+) available" % (AGENT_NAMESPACE, DAEMONSET))
 
 
@@ -36,8 +36,12 @@ def test_new_code_rolls_the_agents_node_by_node(rolled_agent, run_playbook, kube
     upgrade = dict(BASE, __pod_poke_code_files=["poke.py", "poke_agent.py", "mtu.py"])
     done = run_playbook(PLAY, extra_vars=upgrade)
     assert done.returncode == 0, done.stdout
-    cm = core.read_namespaced_config_map("%s-code" % DAEMONSET, AGENT_NAMESPACE)
-    assert "mtu.py" in cm.data
+    # The code ConfigMaps are immutable and named by content: the DaemonSet mounts the new one.
+    daemonset = client.AppsV1Api(kube_admin).read_namespaced_daemon_set(DAEMONSET, AGENT_NAMESPACE)
+    mounted = [volume.config_map.name for volume in daemonset.spec.template.spec.volumes if volume.config_map]
+    codes = [cm for cm in core.list_namespaced_config_map(
+        AGENT_NAMESPACE, label_selector="netmend.io/component=agent-code").items if cm.metadata.name in mounted]
+    assert len(codes) == 1 and "mtu.py" in codes[0].data, mounted
     progress = [tuple(int(n) for n in found) for found in PROGRESS.findall(done.stdout)]
     assert progress, done.stdout
     desired = progress[-1][1]

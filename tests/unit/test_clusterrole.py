@@ -78,6 +78,8 @@ DRAIN_RULES = {
 # and those that work on a node only.
 API_MODULES = {
     "netmend.k8s.calico_mtu_restart": {("", "pods"): {"get", "list"}, ("", "pods/eviction"): {"create"}},
+    "netmend.k8s.rollout_status": {("apps", "daemonsets"): {"get"}, ("apps", "deployments"): {"get"},
+                                   ("", "pods"): {"list"}},
 }
 NODE_MODULES = {"netmend.k8s.calico_mtu", "netmend.k8s.masq_rule", "netmend.k8s.net_doctor", "netmend.k8s.pod_poke"}
 # kubernetes.core.k8s_log reads the pod, then its log.

@@ -113,74 +113,11 @@ def test_a_container_that_keeps_failing_is_fatal_whatever_its_state(state, resta
         assert "exit code 2" in problems[0]["text"] and "real-0" in problems[0]["text"]
 
 
-def scaled_daemonset(desired, updated, current, max_unavailable=1, max_surge=0, min_ready=10, generation=2, observed=2,
-                     strategy="RollingUpdate"):
-    workload = daemonset(generation=generation, observed=observed, desired=desired, updated=updated, available=updated)
-    workload["spec"].update({"minReadySeconds": min_ready,
-                             "updateStrategy": {"type": strategy, "rollingUpdate": {"maxUnavailable": max_unavailable,
-                                                                                    "maxSurge": max_surge}}})
-    workload["status"]["currentNumberScheduled"] = current
-    return [workload]
-
-
-@pytest.mark.parametrize("resources, kind, to_replace, budget, waves, timeout, check_every", [
-    # A new DaemonSet on 5,000 nodes: no old pod to replace, only the pods' own cost.
-    (scaled_daemonset(5000, 0, 0, generation=1, observed=1), "DaemonSet", 0, 1, 0, 300 + 250, 10),
-    # The controller has not seen the new template: every scheduled pod is an old one.
-    (scaled_daemonset(5000, 5000, 5000, max_unavailable="10%", generation=3, observed=2), "DaemonSet",
-     5000, 500, 10, 300 + 10 * 25 + 250, 10),
-    # maxUnavailable 1 on 100 nodes, 40 replaced already: 60 waves of 25 s.
-    (scaled_daemonset(100, 40, 100), "DaemonSet", 60, 1, 60, 300 + 60 * 25 + 5, 1),
-    # maxSurge adds to the budget; a percentage rounds up for DaemonSets.
-    (scaled_daemonset(3, 0, 3, max_unavailable="1%", max_surge=1), "DaemonSet", 3, 2, 2, 300 + 2 * 25 + 1, 1),
-    # OnDelete replaces nothing by itself.
-    (scaled_daemonset(50, 0, 50, strategy="OnDelete"), "DaemonSet", 0, 1, 0, 303, 1),
-    # A Deployment's defaults: 25% unavailable (rounded down) + 25% surge (rounded up).
-    ([{"metadata": {"name": "web", "namespace": "ns", "generation": 2},
-       "spec": {"replicas": 10}, "status": {"observedGeneration": 2, "replicas": 10, "updatedReplicas": 0}}],
-     "Deployment", 10, 5, 2, 300 + 2 * 15 + 1, 1),
-])
-def test_rollout_budget_scales_with_size_and_budget(resources, kind, to_replace, budget, waves, timeout, check_every):
-    found = rollout_budget(resources, kind)
-    assert (found["to_replace"], found["budget"], found["waves"], found["timeout"], found["check_pods_every"]) == \
-        (to_replace, budget, waves, timeout, check_every)
-    assert found["text"].startswith("%ds (300s + %d wave" % (timeout, waves))
-
-
-def test_rollout_budget_with_a_percentage_keeps_its_waves_and_grows_by_the_pods_only():
-    small = rollout_budget(scaled_daemonset(1000, 0, 1000, max_unavailable="10%"))
-    large = rollout_budget(scaled_daemonset(5000, 0, 5000, max_unavailable="10%"))
-    assert small["waves"] == large["waves"] == 10
-    assert large["timeout"] - small["timeout"] == 4000 * 0.05
-
-
-def test_rollout_budget_text():
-    assert rollout_budget(scaled_daemonset(3, 0, 3, min_ready=4), base_timeout=25)["text"] == \
-        "83s (25s + 3 waves of 1 pod x 19s + 3 pods x 0.05s)"
-
-
-def test_rollout_budget_refuses_what_is_not_a_number():
-    with pytest.raises(AnsibleFilterError, match="'ten%' is not a number"):
-        rollout_budget(scaled_daemonset(10, 0, 10, max_unavailable="ten%"))
-
-
-def problem(index, fatal=False):
-    return {"pod": "ns/agent-%d" % index, "node": "kwok-node-%d" % index, "fatal": fatal, "reasons": [],
-            "text": "pod ns/agent-%d on node kwok-node-%d: %s" % (index, index, "crash" if fatal else "Pending")}
-
-
-def test_rollout_not_ready_names_a_bounded_list_of_nodes_fatal_first():
-    problems = [problem(index) for index in range(4997)] + [problem(4999, fatal=True)]
-    text = rollout_not_ready(problems, limit=3)
-    assert text.startswith("4998 pods not ready, on nodes kwok-node-4999, kwok-node-0, kwok-node-1 and 4995 more. "
-                           "pod ns/agent-4999 on node kwok-node-4999: crash. pod ns/agent-0 on node kwok-node-0: Pending")
-    assert text.endswith("(4995 more pods not listed)")
-    assert "kwok-node-2," not in text
-    assert len(text) < 600
-
-
-def test_rollout_not_ready_small_and_empty():
-    assert rollout_not_ready([problem(1)]) == "1 pod not ready, on node kwok-node-1. pod ns/agent-1 on node kwok-node-1: Pending"
+def test_budget_and_not_ready_filters_wrap_the_core_and_name_bad_input():
+    progress = rollout_progress([daemonset(updated=0, available=0)])
+    assert rollout_budget(progress, 25)["timeout"] == 26  # no old pod counted: 25 s + 3 pods x 0.05 s, rounded up
     assert rollout_not_ready([]) == ""
+    with pytest.raises(AnsibleFilterError, match="missing desired, to_replace, batch, min_ready_seconds"):
+        rollout_budget([daemonset()])
     with pytest.raises(AnsibleFilterError, match="rollout_pod_problems"):
         rollout_not_ready({"pods": []})
