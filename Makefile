@@ -106,8 +106,12 @@ changelog: venv collection ## CHANGELOG.rst for the version in galaxy.yml, from 
 	$(BIN)/python -c 'import sys, yaml; p = "changelogs/changelog.yaml"; d = yaml.safe_load(open(p)); d["releases"].pop(sys.argv[1], None); yaml.safe_dump(d, open(p, "w"), sort_keys=True)' "$$(sed -n 's/^version: //p' galaxy.yml)"
 	$(BIN)/antsibull-changelog release --reload-plugins
 
-lab-up: venv ## build (cached) and start the lab cluster
-	lab/cluster.sh up
+# KWOK nodes of the lab: `make lab-up NODES=5000` (default 3, or NETMEND_LAB_NODES); `up` makes
+# exactly that many, so `make lab-up` afterwards takes the lab back to its default size.
+NODES ?= $(or $(NETMEND_LAB_NODES),3)
+
+lab-up: venv ## build (cached) and start the lab cluster with NODES KWOK nodes (default 3, at most 8131)
+	lab/cluster.sh up --nodes $(NODES)
 
 lab-down: ## stop the lab cluster
 	lab/cluster.sh down
@@ -146,7 +150,8 @@ bench: sysdeps venv collection ## every benchmark: figures and ratios, each meas
 
 site: prereqs venv collection ## the main job against the lab cluster
 	lab/cluster.sh up
-	$(BIN)/ansible-playbook -i localhost, playbooks/site.yml -e @playbooks/vars/lab.yml
+	# The play's environment reaches modules, not lookups: the rollout wait's k8s lookup needs it here.
+	K8S_AUTH_KUBECONFIG=$(NETMEND_LAB_KUBECONFIG) $(BIN)/ansible-playbook -i localhost, playbooks/site.yml -e @playbooks/vars/lab.yml
 
 # make test runs three streams side by side, each on a lab cluster of its own (own API server, real
 # nodes, underlay; lab tests name their network namespaces by process): lab tests part 1, part 2, and

@@ -2,23 +2,32 @@
 built from Go modules, with KWOK simulating many nodes and a few real nodes (a real
 kubelet and containerd each, see realnodes.py) running real pods.
 
-    python lab/cluster.py up [--nodes N] [--real-nodes M]   build (cached) and start; idempotent
+    python lab/cluster.py up [--nodes N] [--real-nodes M]   build (cached) and start with exactly N KWOK
+                                                            nodes (default 3, at most 8,131: podcidrs.py); idempotent
     python lab/cluster.py down             stop and delete, real nodes included; idempotent
     python lab/cluster.py status           exit 0 when the API answers and nodes are Ready
 
 The kubeconfig is written to one known path (NETMEND_LAB_KUBECONFIG, default
 ~/.cache/netmend-lab/kubeconfig). Runs with the project's virtualenv Python
-(it uses the kubernetes client to create the simulated nodes).
+(it reads the kubeconfig with the kubernetes client). Nodes are created and deleted with
+parallel plain HTTPS requests after one LIST: 5,000 nodes take seconds, not minutes.
 """
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import http.client
+import json
 import os
+import ssl
 import subprocess
 import sys
+import threading
 import time
+import urllib.parse
 
 import images
+import podcidrs
 import realnodes
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -72,58 +81,155 @@ def api_ready():
         return False
 
 
-def ensure_nodes(count):
-    from kubernetes import client
-    from kubernetes.client.rest import ApiException
+CONTROLLER_QPS = 300
+# KWOK works on 4 nodes, 4 pods and 4 Leases at a time by default: 5,000 new nodes took minutes to turn Ready.
+KWOK_PARALLELISM = 32
+# Parallel requests while creating or deleting nodes: enough to keep the API server busy on two cores.
+WORKERS = 16
 
-    core = client.CoreV1Api(api())
-    for index in range(count):
-        name = "%s%d" % (NODE_PREFIX, index)
-        body = {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {
-                "name": name,
-                # kwok's controller manages nodes carrying this annotation.
-                "annotations": {"node.alpha.kubernetes.io/ttl": "0", KWOK_ANNOTATION[0]: KWOK_ANNOTATION[1]},
-                "labels": {
-                    "kubernetes.io/hostname": name,
-                    "kubernetes.io/os": "linux",
-                    "kubernetes.io/arch": "amd64",
-                    "type": "kwok",
-                },
+
+def kwok_node_name(index):
+    return "%s%d" % (NODE_PREFIX, index)
+
+
+def kwok_node_index(name):
+    """The index of a lab KWOK node's name, None for any other name."""
+    suffix = name[len(NODE_PREFIX):] if name.startswith(NODE_PREFIX) else ""
+    return int(suffix) if suffix.isdigit() and str(int(suffix)) == suffix else None
+
+
+def kwok_node(index):
+    name = kwok_node_name(index)
+    cidr = podcidrs.kwok_pod_cidr(index)
+    pods = str(podcidrs.kwok_max_pods(index))
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            # kwok's controller manages nodes carrying this annotation.
+            "annotations": {"node.alpha.kubernetes.io/ttl": "0", KWOK_ANNOTATION[0]: KWOK_ANNOTATION[1]},
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "type": "kwok",
             },
-            "spec": {"podCIDR": "10.244.%d.0/24" % index, "podCIDRs": ["10.244.%d.0/24" % index]},
-            "status": {"allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
-                       "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"}},
-        }
-        try:
-            core.read_node(name)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            core.create_node(body)
-            say("node %s created" % name)
+        },
+        "spec": {"podCIDR": cidr, "podCIDRs": [cidr]},
+        "status": {"allocatable": {"cpu": "32", "memory": "256Gi", "pods": pods},
+                   "capacity": {"cpu": "32", "memory": "256Gi", "pods": pods}},
+    }
+
+
+class RawApi:
+    """Plain JSON over keep-alive HTTPS, one connection per thread, with the kubeconfig's client
+    certificate: the kubernetes client spends several milliseconds of CPU per request, which
+    at thousands of nodes costs more than the API server's own work."""
+
+    def __init__(self):
+        from kubernetes import client, config
+
+        configuration = client.Configuration()
+        config.load_kube_config(config_file=KUBECONFIG, client_configuration=configuration)
+        url = urllib.parse.urlsplit(configuration.host)
+        self.address = (url.hostname, url.port or 443)
+        self.context = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
+        if configuration.cert_file:
+            self.context.load_cert_chain(configuration.cert_file, configuration.key_file)
+        self.headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if configuration.api_key.get("authorization"):
+            self.headers["Authorization"] = configuration.api_key["authorization"]
+        self.local = threading.local()
+
+    def request(self, method, path, body=None, ok=(200, 201), raw=False):
+        """The answer's status and JSON (bytes with `raw`); any status outside `ok` raises."""
+        data = None if body is None else json.dumps(body).encode()
+        for attempt in (1, 2):  # a kept-alive connection the server closed is reopened once
+            connection = getattr(self.local, "connection", None)
+            if connection is None:
+                connection = http.client.HTTPSConnection(*self.address, context=self.context, timeout=60)
+                self.local.connection = connection
+            try:
+                connection.request(method, path, body=data, headers=self.headers)
+                response = connection.getresponse()
+                answer = response.read()
+                break
+            except (http.client.HTTPException, ConnectionError):
+                connection.close()
+                self.local.connection = None
+                if attempt == 2:
+                    raise
+        if response.status not in ok:
+            raise RuntimeError("%s %s: HTTP %d %s" % (method, path, response.status, answer[:300]))
+        return response.status, answer if raw else json.loads(answer) if answer else {}
+
+
+def list_nodes(raw=None):
+    """Every node as plain JSON, in one LIST."""
+    return (raw or RawApi()).request("GET", "/api/v1/nodes")[1]["items"]
+
+
+def _ours(node):
+    """A KWOK node this script made: its name, KWOK's annotation and our label."""
+    metadata = node["metadata"]
+    return (kwok_node_index(metadata["name"]) is not None
+            and (metadata.get("annotations") or {}).get(KWOK_ANNOTATION[0]) == KWOK_ANNOTATION[1]
+            and (metadata.get("labels") or {}).get("type") == "kwok")
+
+
+def _parallel(call, items):
+    """Run call(item) on WORKERS threads; the first error ends the run."""
+    with concurrent.futures.ThreadPoolExecutor(WORKERS) as pool:
+        for _done in pool.map(call, items):
+            pass
+
+
+def ensure_nodes(count):
+    """Exactly `count` KWOK nodes: kwok-node-0..count-1 created where missing, and kwok-node-<i>
+    for i >= count deleted when they carry our mark. One LIST, then parallel creates or deletes."""
+    if not 0 <= count <= podcidrs.MAX_KWOK_NODES:
+        raise SystemExit("[lab cluster] --nodes must be 0 to %d (pod CIDRs inside %s), not %d"
+                         % (podcidrs.MAX_KWOK_NODES, podcidrs.SCALE_POOL, count))
+    started = time.monotonic()
+    raw = RawApi()
+    present = {node["metadata"]["name"]: node for node in list_nodes(raw)}
+    missing = [index for index in range(count) if kwok_node_name(index) not in present]
+    extra = sorted((name for name, node in present.items() if _ours(node) and kwok_node_index(name) >= count),
+                   key=kwok_node_index)
+    # 409: another `up` made it meanwhile; 404: already gone.
+    _parallel(lambda index: raw.request("POST", "/api/v1/nodes", kwok_node(index), ok=(201, 409)), missing)
+    _parallel(lambda name: raw.request("DELETE", "/api/v1/nodes/" + name, ok=(200, 202, 404)), extra)
+    if missing or extra:
+        elapsed = time.monotonic() - started
+        say("%d KWOK nodes: %d created, %d deleted in %.1fs" % (count, len(missing), len(extra), elapsed))
 
 
 def nodes_ready(count):
-    from kubernetes import client
-
     ready = 0
-    for node in client.CoreV1Api(api()).list_node().items:
-        if node.metadata.name.startswith(NODE_PREFIX):
-            if any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or []):
+    for node in list_nodes():
+        if kwok_node_index(node["metadata"]["name"]) is not None:
+            conditions = (node.get("status") or {}).get("conditions") or []
+            if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
                 ready += 1
     return ready >= count
 
 
-def wait(predicate, what, timeout=120):
+def wait(predicate, what, timeout=120, interval=1):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
-        time.sleep(1)
+        time.sleep(interval)
     raise SystemExit("[lab cluster] timed out after %ss waiting for %s" % (timeout, what))
+
+
+# What kwokctl_config() adds, as found in kwokctl's saved kwok.yaml: a cluster made without one is recreated.
+CONFIG_MARKERS = (
+    ("manage-nodes-with-annotation-selector", "the real nodes' SANs and KWOK node selector"),
+    ("--kube-api-qps=%d" % CONTROLLER_QPS, "the controllers' API rate for thousands of nodes"),
+    ("nodePlayStageParallelism: %d" % KWOK_PARALLELISM, "KWOK's parallelism for thousands of nodes"),
+)
 
 
 def kwokctl_config():
@@ -138,6 +244,12 @@ def kwokctl_config():
             "options:",
             "  kubeApiserverCertSANs: [%s, %s]" % (realnodes.SERVICE_IP, topo.gateway),
             "componentsPatches:",
+            # The controller manager and the scheduler send 20 and 50 requests a second by default: a
+            # DaemonSet on 5,000 nodes would take minutes to get its pods created and bound. Large clusters
+            # raise both; so does the lab (make lab-up NODES=5000).
+            *("- name: %s\n  extraArgs:\n  - key: kube-api-qps\n    value: '%d'\n  - key: kube-api-burst\n"
+              "    value: '%d'" % (component, CONTROLLER_QPS, 2 * CONTROLLER_QPS)
+              for component in ("kube-controller-manager", "kube-scheduler")),
             "- name: kube-apiserver",
             "  extraArgs:",
             "  - key: kubelet-preferred-address-types",
@@ -151,6 +263,12 @@ def kwokctl_config():
             "    override: true",
             "  - key: manage-nodes-with-annotation-selector",
             "    value: %s=%s" % KWOK_ANNOTATION,
+            "---",
+            "apiVersion: config.kwok.x-k8s.io/v1alpha1",
+            "kind: KwokConfiguration",
+            "options:",
+            *("  %s: %d" % (option, KWOK_PARALLELISM)
+              for option in ("nodePlayStageParallelism", "podPlayStageParallelism", "nodeLeaseParallelism")),
             "",
         ]))
     return path
@@ -163,10 +281,12 @@ def up(count, real):
     saved = os.path.join(WORKDIR, "clusters", CLUSTER, "kwok.yaml")
     if api_ready() and os.path.exists(saved):
         with open(saved, encoding="utf-8") as handle:
-            if "manage-nodes-with-annotation-selector" not in handle.read():
-                say("%s was created before the real nodes (no SANs or KWOK node selector): recreating" % CLUSTER)
-                realnodes.down()
-                kwokctl(bins, "delete", "cluster", check=False, capture=True)
+            text = handle.read()
+        lacking = [what for marker, what in CONFIG_MARKERS if marker not in text]
+        if lacking:
+            say("%s was created without %s: recreating" % (CLUSTER, " and ".join(lacking)))
+            realnodes.down()
+            kwokctl(bins, "delete", "cluster", check=False, capture=True)
     if not api_ready():
         # A cluster that exists but does not answer (a reboot, a killed process) is recreated.
         kwokctl(bins, "delete", "cluster", check=False, capture=True)
@@ -187,7 +307,8 @@ def up(count, real):
         )
         wait(api_ready, "the API server")
     ensure_nodes(count)
-    wait(lambda: nodes_ready(count), "%d Ready nodes" % count)
+    # Each check lists every node: fewer of them, and more time, for thousands.
+    wait(lambda: nodes_ready(count), "%d Ready nodes" % count, timeout=max(120, count // 20), interval=1 + count // 2500)
     realnodes.up(real, KUBECONFIG, os.path.join(bins, "kube-%s" % v["KUBE_VERSION"]),
                  [images.build(name) for name in images.image_specs()], api())
     say("up in %.1fs; KUBECONFIG=%s" % (time.monotonic() - started, KUBECONFIG))
@@ -210,8 +331,10 @@ def status():
     from kubernetes import client
 
     info = client.VersionApi(api()).get_code()
-    names = [n.metadata.name for n in client.CoreV1Api(api()).list_node().items]
-    say("up: %s, nodes %s, KUBECONFIG=%s" % (info.git_version, ",".join(sorted(names)), KUBECONFIG))
+    names = [n["metadata"]["name"] for n in list_nodes()]
+    kwok = [name for name in names if kwok_node_index(name) is not None]
+    say("up: %s, %d KWOK nodes, other nodes %s, KUBECONFIG=%s" % (
+        info.git_version, len(kwok), ",".join(sorted(set(names) - set(kwok))) or "none", KUBECONFIG))
     topo = realnodes.Topology(CLUSTER)
     stopped = [n for n in topo.nodes() if not realnodes.running(topo, n)]
     if stopped:
@@ -223,7 +346,10 @@ def status():
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["up", "down", "status"])
-    parser.add_argument("--nodes", type=int, default=int(os.environ.get("NETMEND_LAB_NODES", "3")))
+    parser.add_argument("--nodes", type=int, default=int(os.environ.get("NETMEND_LAB_NODES", str(podcidrs.BASE_KWOK_NODES))),
+                        help="KWOK nodes, exactly: missing ones are created, kwok-node-<i> for i >= N deleted "
+                             "(default NETMEND_LAB_NODES or %d; at most %d, see podcidrs.py)"
+                             % (podcidrs.BASE_KWOK_NODES, podcidrs.MAX_KWOK_NODES))
     parser.add_argument("--real-nodes", type=int, default=int(os.environ.get("NETMEND_LAB_REAL_NODES", "2")))
     args = parser.parse_args(argv)
     if args.action == "up":

@@ -36,16 +36,26 @@ def pod_cidr_overlaps(nodes):
     found = []
     parsed = [(node["name"], cidr, _networks([cidr], "pod CIDR of node %s" % node["name"])[0])
               for node in nodes for cidr in node["pod_cidrs"]]
-    for index, (name, cidr, network) in enumerate(parsed):
-        for other_name, other_cidr, other in parsed[index + 1:]:
-            if other_name != name and network.first <= other.last and other.first <= network.last:
-                found.append(dict(netdoctor.finding(
-                    "pod_cidr_overlap", "error", "%s / %s" % (name, other_name),
-                    "%s (%s) overlaps %s (%s)" % (cidr, name, other_cidr, other_name), "disjoint pod CIDRs",
-                    "Two nodes hand out the same pod addresses: routes to one node's pods capture the other's. "
-                    "Usually a node registered with a static podCIDR beside the controller manager's allocator.",
-                    fix="netmend.k8s.calico (align the pool with the cluster's pod CIDR); re-register the node"),
-                    node=name))
+    # A sweep in address order, not every pair: 5,000 nodes are 12.5 million pairs. `active` holds the
+    # ranges that still reach the current start; the pairs come out in the input's order, as before.
+    pairs = []
+    active = []
+    for index in sorted(range(len(parsed)), key=lambda i: (parsed[i][2].version, parsed[i][2].first)):
+        network = parsed[index][2]
+        active = [other for other in active
+                  if parsed[other][2].version == network.version and parsed[other][2].last >= network.first]
+        pairs.extend((min(other, index), max(other, index)) for other in active
+                     if parsed[other][0] != parsed[index][0])
+        active.append(index)
+    for first, second in sorted(pairs):
+        (name, cidr, _network), (other_name, other_cidr, _other) = parsed[first], parsed[second]
+        found.append(dict(netdoctor.finding(
+            "pod_cidr_overlap", "error", "%s / %s" % (name, other_name),
+            "%s (%s) overlaps %s (%s)" % (cidr, name, other_cidr, other_name), "disjoint pod CIDRs",
+            "Two nodes hand out the same pod addresses: routes to one node's pods capture the other's. "
+            "Usually a node registered with a static podCIDR beside the controller manager's allocator.",
+            fix="netmend.k8s.calico (align the pool with the cluster's pod CIDR); re-register the node"),
+            node=name))
     return found
 
 

@@ -4,8 +4,10 @@
 
 ``rollout_progress`` turns the workload (as ``k8s_info`` returns it) into counts,
 a done flag and the progress line; ``rollout_pod_problems`` says why its pods are
-not available. The module ``rollout_status`` polls with the same code. The
-documentation of each filter lives next to this file in ``<filter name>.yml``.
+not available; ``rollout_budget`` scales a wait with the workload's size and
+rolling-update budget; ``rollout_not_ready`` sums up thousands of pods that are not
+ready in a bounded message. The module ``rollout_status`` polls with the same code.
+The documentation of each filter lives next to this file in ``<filter name>.yml``.
 """
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ def _filter(function):
 
 rollout_progress = _filter(rollout.rollout_progress)
 rollout_pod_problems = _filter(rollout.rollout_pod_problems)
+rollout_budget = _filter(rollout.rollout_budget)
+rollout_not_ready = _filter(rollout.rollout_not_ready)
 
 
 class FilterModule:
@@ -34,4 +38,6 @@ class FilterModule:
         return {
             "rollout_progress": rollout_progress,
             "rollout_pod_problems": rollout_pod_problems,
+            "rollout_budget": rollout_budget,
+            "rollout_not_ready": rollout_not_ready,
         }

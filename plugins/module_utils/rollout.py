@@ -5,10 +5,14 @@
 ``rollout_progress`` turns the workload into counts, a done flag and the progress
 line; ``rollout_pod_problems`` says why its pods are not available: a container
 that cannot start (crash loop, image, configuration) or a pod that is not ready.
-The module ``rollout_status`` polls with both, and the filters of the same names
-expose them to templates. Bad input raises ValueError.
+The module ``rollout_status`` polls with both. ``rollout_budget`` scales the wait
+with the workload's size and rolling-update budget, ``rollout_not_ready`` sums up
+the problems of thousands of pods in a bounded message. The filters of the same
+names expose all four to templates. Bad input raises ValueError.
 """
 from __future__ import annotations
+
+import math
 
 # Waiting reasons that do not clear up by waiting: the rollout fails at once on them.
 FATAL_REASONS = frozenset((
@@ -35,12 +39,52 @@ def _int(value):
         return 0
 
 
+def _scaled(rolling, field, default, total, round_up):
+    """An int-or-percent rolling-update field against ``total`` pods, rounded as the controllers round it."""
+    value = rolling.get(field, default)
+    text = value.strip() if isinstance(value, str) else None
+    try:
+        if text is not None and text.endswith("%"):
+            exact = float(text[:-1]) * total / 100.0
+            return int(math.ceil(exact) if round_up else math.floor(exact))
+        return int(value or 0)
+    except (TypeError, ValueError):
+        raise ValueError("rollout: %s %r is not a number or a percentage" % (field, value)) from None
+
+
+def _pace(kind, spec, status, desired, updated, observed):
+    """(old pods still to replace, pods replaced at once) of a rollout, as its controller paces it."""
+    if kind == "DaemonSet":
+        strategy = spec.get("updateStrategy") or {}
+        current = _int(status.get("currentNumberScheduled"))
+        # A DaemonSet rounds both up; a Deployment rounds maxUnavailable down and maxSurge up.
+        unavailable_default, surge_default, unavailable_up = 1, 0, True
+    else:
+        strategy = spec.get("strategy") or {}
+        current = _int(status.get("replicas"))
+        unavailable_default, surge_default, unavailable_up = "25%", "25%", False
+    # Until the controller sees the new generation, every pod it counts may be an old one.
+    to_replace = max(0, current - updated) if observed else current
+    kind_of_update = strategy.get("type") or "RollingUpdate"
+    if kind_of_update == "OnDelete":
+        return 0, 1  # nothing is replaced until someone deletes the pods
+    if kind_of_update == "Recreate":
+        return to_replace, max(1, to_replace)  # every old pod goes at once
+    rolling = strategy.get("rollingUpdate") or {}
+    batch = (_scaled(rolling, "maxUnavailable", unavailable_default, desired, unavailable_up)
+             + _scaled(rolling, "maxSurge", surge_default, desired, True))
+    return to_replace, max(1, batch)
+
+
 def rollout_progress(resources, kind="DaemonSet", name=""):
-    """Counts, ``done`` and the kubectl-like progress line of one workload.
+    """Counts, ``done``, the kubectl-like progress line and the pace of one workload's rollout.
 
     ``resources`` is ``k8s_info``'s list (empty when the workload does not exist).
     Available means ready for ``minReadySeconds`` (the controller's own count), and
     the status only counts once the controller has seen the latest generation.
+    ``to_replace`` old pods are left, replaced ``batch`` at a time (``maxUnavailable``
+    plus ``maxSurge``), each batch ready after ``min_ready_seconds``: what
+    ``rollout_budget`` needs.
     """
     if kind not in KINDS:
         raise ValueError("rollout_progress kind must be one of %s, got %r" % (", ".join(KINDS), kind))
@@ -68,6 +112,7 @@ def rollout_progress(resources, kind="DaemonSet", name=""):
         line = "%s: waiting for the controller to see generation %d" % (label, generation)
     else:
         line = "%s: %d of %d updated, %d available" % (label, updated, desired, available)
+    to_replace, batch = _pace(kind, spec, status, desired, updated, observed)
     return {
         "found": bool(workload),
         "observed": observed,
@@ -78,6 +123,45 @@ def rollout_progress(resources, kind="DaemonSet", name=""):
         "selector": ",".join("%s=%s" % item for item in sorted(labels.items())),
         "done": observed and updated == desired and available == desired,
         "line": line,
+        "to_replace": to_replace,
+        "batch": batch,
+        "min_ready_seconds": _int(spec.get("minReadySeconds")),
+    }
+
+
+# What rollout_budget reads of rollout_progress (or of the rollout_status module's result, which carries it).
+BUDGET_INPUTS = ("desired", "to_replace", "batch", "min_ready_seconds")
+
+
+def rollout_budget(progress, base_timeout=300, wave_seconds=15, pod_seconds=0.05, pods_per_check=500):
+    """How long a rollout may take, and how often to read its pods, from ``rollout_progress``.
+
+    Old pods are replaced ``batch`` at a time, each wave taking ``min_ready_seconds`` +
+    ``wave_seconds``; every desired pod also costs ``pod_seconds`` of the controllers' API
+    budget (the controller manager creates about 20 pods a second by default).
+    ``timeout`` = ``base_timeout`` + waves * (min_ready_seconds + wave_seconds) + desired * pod_seconds.
+    ``check_pods_every``: polls between two reads of the pods (one read lists every pod),
+    so that a poll reads about ``pods_per_check`` pods on average whatever the size.
+    """
+    missing = [key for key in BUDGET_INPUTS if not isinstance(progress, dict) or key not in progress]
+    if missing:
+        raise ValueError("rollout_budget expects what rollout_progress or rollout_status returns; missing %s"
+                         % ", ".join(missing))
+    desired, batch, min_ready = _int(progress["desired"]), max(1, _int(progress["batch"])), _int(progress["min_ready_seconds"])
+    try:
+        base, wave, per_pod = _int(base_timeout), float(wave_seconds), float(pod_seconds)
+    except (TypeError, ValueError):
+        raise ValueError("rollout_budget: wave_seconds and pod_seconds must be numbers, got %r and %r"
+                         % (wave_seconds, pod_seconds)) from None
+    waves = int(math.ceil(_int(progress["to_replace"]) / float(batch)))
+    timeout = int(math.ceil(base + waves * (min_ready + wave) + desired * per_pod))
+    return {
+        "timeout": timeout,
+        "waves": waves,
+        "check_pods_every": max(1, int(math.ceil(desired / float(max(1, _int(pods_per_check)))))),
+        "text": "%ds (%ds + %d wave%s of %d pod%s x %gs + %d pods x %gs)" % (
+            timeout, base, waves, "" if waves == 1 else "s", batch, "" if batch == 1 else "s",
+            min_ready + wave, desired, per_pod),
     }
 
 
@@ -160,3 +244,24 @@ def rollout_pod_problems(pods, generation=None, fatal_only=False):
             "text": "pod %s on node %s: %s" % (name, node, "; ".join(details)),
         })
     return problems
+
+
+def rollout_not_ready(problems, limit=10):
+    """One bounded message from ``rollout_pod_problems``: how many pods are not ready, the nodes
+    they are on (at most ``limit`` named, the rest counted), and the first ``limit`` pods'
+    reasons, the fatal ones first. Empty when there is no problem."""
+    if not isinstance(problems, list):
+        raise ValueError("rollout_not_ready expects the list of rollout_pod_problems, got %s" % type(problems).__name__)
+    limit = max(1, _int(limit))
+    ordered = sorted(problems, key=lambda problem: not problem.get("fatal"))
+    nodes = list(dict.fromkeys(problem.get("node") for problem in ordered))
+    if not problems:
+        return ""
+    more = len(nodes) - limit
+    parts = ["%d pod%s not ready, on node%s %s%s" % (
+        len(problems), "" if len(problems) == 1 else "s", "" if len(nodes) == 1 else "s",
+        ", ".join(nodes[:limit]), " and %d more" % more if more > 0 else "")]
+    parts.extend(problem["text"] for problem in ordered[:limit])
+    if len(ordered) > limit:
+        parts.append("(%d more pods not listed)" % (len(ordered) - limit))
+    return ". ".join(parts)

@@ -13,6 +13,10 @@ description:
   - While the rollout is not done, also lists the workload's pods (by its selector; for a DaemonSet only those of the
     current template generation) and says why each one that is not ready is not, and whether waiting can cure it
     (RV(fatal)); a container in C(CrashLoopBackOff), an image that cannot be pulled or a configuration error cannot.
+    With O(read_pods=false) it does not, so that a waiter can list thousands of pods every few polls only rather than
+    at every poll.
+  - Also returns how the controller paces the rollout (RV(to_replace), RV(batch), RV(min_ready_seconds)), from which
+    P(netmend.k8s.rollout_budget#filter) computes how long to wait.
   - Changes nothing. Call it in a loop with C(until) or C(loop_control.break_when) to wait; the C(netmend.k8s.agent)
     role does.
 author:
@@ -34,6 +38,13 @@ options:
       - Namespace of the workload.
     type: str
     required: true
+  read_pods:
+    description:
+      - Whether to list the workload's pods, when its controller has seen the latest generation and the rollout is not
+        done, to fill RV(problems) and RV(fatal).
+      - With V(false) the module reads the workload only; RV(problems) is empty, RV(fatal) false and RV(pods_read) false.
+    type: bool
+    default: true
 extends_documentation_fragment:
   - netmend.k8s.attributes
   - netmend.k8s.attributes.k8s_auth
@@ -62,8 +73,20 @@ EXAMPLES = r"""
 
 - name: Say why it did not finish
   ansible.builtin.fail:
-    msg: "{{ rollout.line }}: {{ rollout.problems | map(attribute='text') | join('. ') }}"
+    msg: "{{ rollout.line }}: {{ rollout.problems | netmend.k8s.rollout_not_ready(10) }}"
   when: not rollout.done
+
+- name: Read a DaemonSet on 5,000 nodes without listing its pods
+  netmend.k8s.rollout_status:
+    kind: DaemonSet
+    name: netmend-pod-poke
+    namespace: netmend-system
+    read_pods: false
+  register: rollout
+
+- name: Wait as long as its size and rolling-update budget need
+  ansible.builtin.debug:
+    msg: "{{ (rollout | netmend.k8s.rollout_budget(300)).text }}"
 """
 
 RETURN = r"""
@@ -112,6 +135,28 @@ line:
   returned: success
   type: str
   sample: "DaemonSet netmend-system/netmend-pod-poke: 4 of 5 updated, 4 available"
+to_replace:
+  description: Old pods the rollout still replaces; every pod counted until the controller has seen the latest generation,
+    none for an C(OnDelete) DaemonSet.
+  returned: success
+  type: int
+  sample: 1
+batch:
+  description: Pods replaced at once, C(maxUnavailable) plus C(maxSurge) (a percentage taken of RV(desired), rounded as the
+    controller rounds it), at least 1; every old pod for a C(Recreate) Deployment.
+  returned: success
+  type: int
+  sample: 1
+min_ready_seconds:
+  description: The workload's C(minReadySeconds).
+  returned: success
+  type: int
+  sample: 10
+pods_read:
+  description: Whether the pods were listed (see O(read_pods)).
+  returned: success
+  type: bool
+  sample: true
 problems:
   description: Each pod that is not ready, and why; empty when the rollout is done or its pods were not read.
   returned: success
@@ -154,13 +199,14 @@ ARGUMENT_SPEC = dict(
     kind=dict(type="str", choices=["DaemonSet", "Deployment"], default="DaemonSet"),
     name=dict(type="str", required=True),
     namespace=dict(type="str", required=True),
+    read_pods=dict(type="bool", default=True),
 )
 ARGUMENT_SPEC.update(AUTH_SPEC)
 RESOURCES = {"DaemonSet": "daemonsets", "Deployment": "deployments"}
 
 
 def run_module(params, client):
-    """The rollout's progress, and while it is not done its pods' problems."""
+    """The rollout's progress, and while it is not done (and ``read_pods``) its pods' problems."""
     path = "/apis/apps/v1/namespaces/%s/%s/%s" % (quote(params["namespace"], safe=""), RESOURCES[params["kind"]],
                                                   quote(params["name"], safe=""))
     try:
@@ -172,11 +218,13 @@ def run_module(params, client):
     label = "%s/%s" % (params["namespace"], params["name"])
     result = dict(changed=False, **rollout_progress(resources, params["kind"], label))
     problems = []
-    if result["found"] and result["observed"] and not result["done"] and result["selector"]:
+    pods_read = (params["read_pods"] and result["found"] and result["observed"] and not result["done"]
+                 and bool(result["selector"]))
+    if pods_read:
         pods = client.list(pods_path(params["namespace"]), labelSelector=result["selector"])["items"]
         generation = result["generation"] if params["kind"] == "DaemonSet" else None
         problems = rollout_pod_problems(pods, generation)
-    result.update(problems=problems, fatal=any(problem["fatal"] for problem in problems))
+    result.update(problems=problems, fatal=any(problem["fatal"] for problem in problems), pods_read=pods_read)
     return result
 
 
@@ -186,7 +234,7 @@ def main():
     client = connect(module, **where)
     try:
         result = run_module(module.params, client)
-    except KubeError as exc:
+    except (KubeError, ValueError) as exc:
         label = "%s %s/%s" % (where["kind"], where["namespace"], where["name"])
         module.fail_json(msg="Reading the rollout of %s: %s" % (label, exc), **where)
     module.exit_json(**result)

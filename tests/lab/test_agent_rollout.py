@@ -174,7 +174,9 @@ def test_pod_that_never_gets_ready_times_out_naming_it(run_playbook, kube_admin,
     thread.join(timeout=150)
     failed = outcome["value"]
     assert failed.returncode != 0, failed.stdout
-    message = re.search(r"did not finish rolling out within 25s: .*", failed.stdout).group(0)
+    # The wait is 25 s plus what the rollout of 3 pods, one at a time, needs (rollout_budget).
+    message = re.search(r"did not finish rolling out within \d+s \(25s \+ \d+ waves? of 1 pod x 19s \+ 3 pods x 0.05s\): .*",
+                        failed.stdout).group(0)
     assert "pod %s/%s on node %s: container agent running, not ready (restarts 0)" % (
         agent_namespace, victim.metadata.name, victim.spec.node_name) in message
     lines = progress_lines(failed.stdout)

@@ -9,7 +9,7 @@ from xml.etree import ElementTree
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.netmend.k8s.plugins.filter.net_doctor import net_doctor_cluster, net_doctor_report
+from ansible_collections.netmend.k8s.plugins.filter.net_doctor import net_doctor_cluster, net_doctor_report, pod_cidr_overlaps
 from ansible_collections.netmend.k8s.plugins.module_utils import netdoctor
 
 
@@ -145,3 +145,30 @@ def test_report_junit_keeps_cluster_findings_about_nodes():
     suite = ElementTree.fromstring(net_doctor_report({}, cluster)["junit"])
     failed = [(case.get("classname"), case.get("name")) for case in suite.iter("testcase") if case.find("failure") is not None]
     assert failed == [("net_doctor.n2", "cni_agent_missing")]
+
+
+def brute_force_overlaps(nodes):
+    import ipaddress
+
+    parsed = [(node["name"], cidr, ipaddress.ip_network(cidr)) for node in nodes for cidr in node["pod_cidrs"]]
+    return ["%s (%s) overlaps %s (%s)" % (cidr, name, other_cidr, other_name)
+            for index, (name, cidr, network) in enumerate(parsed)
+            for other_name, other_cidr, other in parsed[index + 1:]
+            if other_name != name and network.version == other.version and network.overlaps(other)]
+
+
+def test_pod_cidr_overlaps_finds_every_pair_in_input_order_without_comparing_every_pair():
+    # 600 disjoint /28s, then nodes that overlap some of them, each other, and a dual-stack node.
+    nodes = [{"name": "n%d" % index, "pod_cidrs": ["10.%d.%d.%d/28" % (index // 4096, index // 16 % 256, index % 16 * 16)]}
+             for index in range(600)]
+    nodes += [{"name": "wide", "pod_cidrs": ["10.0.1.0/26", "fd00::/64"]},
+              {"name": "twin", "pod_cidrs": ["10.0.1.16/28"]},
+              {"name": "v6", "pod_cidrs": ["fd00::/80"]},
+              {"name": "far", "pod_cidrs": ["192.168.0.0/24"]},
+              {"name": "wide", "pod_cidrs": ["10.0.1.32/28"]}]
+    found = [finding["observed"] for finding in pod_cidr_overlaps(nodes)]
+    assert found == brute_force_overlaps(nodes)
+    # n16-n19 x wide's /26, n17 x twin, twin x wide's /26, n18 x wide's /28, wide's fd00::/64 x v6; never wide x wide.
+    assert len(found) == 8
+    assert "10.0.1.16/28 (n17) overlaps 10.0.1.16/28 (twin)" in found
+    assert "fd00::/64 (wide) overlaps fd00::/80 (v6)" in found

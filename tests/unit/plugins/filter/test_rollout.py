@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.netmend.k8s.plugins.filter.rollout import rollout_pod_problems, rollout_progress
+from ansible_collections.netmend.k8s.plugins.filter.rollout import (
+    rollout_budget, rollout_not_ready, rollout_pod_problems, rollout_progress)
 
 
 def daemonset(generation=2, observed=2, desired=3, updated=3, available=3):
@@ -110,3 +111,13 @@ def test_a_container_that_keeps_failing_is_fatal_whatever_its_state(state, resta
     assert [problem["pod"] for problem in problems] == (["ns/p"] if fatal else [])
     if fatal:
         assert "exit code 2" in problems[0]["text"] and "real-0" in problems[0]["text"]
+
+
+def test_budget_and_not_ready_filters_wrap_the_core_and_name_bad_input():
+    progress = rollout_progress([daemonset(updated=0, available=0)])
+    assert rollout_budget(progress, 25)["timeout"] == 26  # no old pod counted: 25 s + 3 pods x 0.05 s, rounded up
+    assert rollout_not_ready([]) == ""
+    with pytest.raises(AnsibleFilterError, match="missing desired, to_replace, batch, min_ready_seconds"):
+        rollout_budget([daemonset()])
+    with pytest.raises(AnsibleFilterError, match="rollout_pod_problems"):
+        rollout_not_ready({"pods": []})

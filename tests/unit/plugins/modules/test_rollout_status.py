@@ -5,13 +5,16 @@ returns. The real API server and real crash-looping pods are in tests/lab/test_a
 tests/lab/test_real_rollout.py, which wait through the agent role."""
 from __future__ import annotations
 
+import json
+
 import pytest
+from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.netmend.k8s.plugins.module_utils.kube_lite import KubeError
 from ansible_collections.netmend.k8s.plugins.modules import rollout_status
 from tests.unit.plugins.filter.test_rollout import CRASHING, daemonset, pod
 
-PARAMS = {"kind": "DaemonSet", "name": "agent", "namespace": "ns"}
+PARAMS = {"kind": "DaemonSet", "name": "agent", "namespace": "ns", "read_pods": True}
 
 
 class FakeApi:
@@ -35,7 +38,7 @@ class FakeApi:
 def test_done_rollout_reads_no_pods():
     api = FakeApi(daemonset())
     result = rollout_status.run_module(PARAMS, api)
-    assert result["done"] and not result["fatal"] and result["problems"] == []
+    assert result["done"] and not result["fatal"] and result["problems"] == [] and result["pods_read"] is False
     assert api.calls == [("get", "/apis/apps/v1/namespaces/ns/daemonsets/agent", {})]
     assert result["changed"] is False
 
@@ -47,7 +50,7 @@ def test_unfinished_rollout_names_its_current_pods_problems():
     result = rollout_status.run_module(PARAMS, api)
     assert api.calls[1] == ("list", "/api/v1/namespaces/ns/pods", {"labelSelector": "a=1,b=2"})
     assert [problem["pod"] for problem in result["problems"]] == ["ns/crash"]
-    assert result["fatal"] is True
+    assert result["fatal"] is True and result["pods_read"] is True
     assert "real-1" in result["problems"][0]["text"]
     assert result["line"] == "DaemonSet ns/agent: 3 of 3 updated, 2 available"
 
@@ -68,3 +71,41 @@ def test_deployment_path_and_other_errors():
     assert api.calls[0][1] == "/apis/apps/v1/namespaces/ns/deployments/web"
     with pytest.raises(KubeError, match="403"):
         rollout_status.run_module(PARAMS, FakeApi(None, error=KubeError("GET x: 403 Forbidden", status=403)))
+
+
+def test_read_pods_false_reads_the_workload_only_and_says_so():
+    api = FakeApi(daemonset(available=2), [pod("crash", containers=[CRASHING])])
+    result = rollout_status.run_module(dict(PARAMS, read_pods=False), api)
+    assert [call[0] for call in api.calls] == ["get"]
+    assert (result["problems"], result["fatal"], result["pods_read"], result["done"]) == ([], False, False, False)
+
+
+def test_the_rollout_pace_for_the_budget():
+    workload = daemonset(updated=1, available=1)
+    workload["spec"].update(minReadySeconds=10, updateStrategy={"rollingUpdate": {"maxUnavailable": "50%"}})
+    workload["status"]["currentNumberScheduled"] = 3
+    result = rollout_status.run_module(dict(PARAMS, read_pods=False), FakeApi(workload))
+    # 2 old pods left, ceil(50% of 3) = 2 at a time.
+    assert (result["to_replace"], result["batch"], result["min_ready_seconds"]) == (2, 2, 10)
+
+
+def test_main_fails_naming_the_workload_on_a_bad_rolling_update_field(monkeypatch, capsys):
+    workload = daemonset(available=2)
+    workload["spec"]["updateStrategy"] = {"rollingUpdate": {"maxUnavailable": "ten%"}}
+    api = FakeApi(workload)
+    monkeypatch.setattr(rollout_status, "connect", lambda module, **where: api)
+    with patch_module_args({"name": "agent", "namespace": "ns"}), pytest.raises(SystemExit) as exited:
+        rollout_status.main()
+    result = json.loads(capsys.readouterr().out)
+    assert exited.value.code == 1 and result["failed"]
+    assert result["msg"] == "Reading the rollout of DaemonSet ns/agent: rollout: maxUnavailable 'ten%' is not a number or a percentage"
+    assert [call[0] for call in api.calls] == ["get"]
+
+
+def test_main_reads_the_pods_by_default(monkeypatch, capsys):
+    api = FakeApi(daemonset(available=2), [pod("slow", containers=[])])
+    monkeypatch.setattr(rollout_status, "connect", lambda module, **where: api)
+    with patch_module_args({"name": "agent", "namespace": "ns"}), pytest.raises(SystemExit) as exited:
+        rollout_status.main()
+    result = json.loads(capsys.readouterr().out)
+    assert exited.value.code == 0 and result["pods_read"] and [p["pod"] for p in result["problems"]] == ["ns/slow"]
