@@ -179,9 +179,9 @@ test: prereqs-root sysdeps venv collection ## everything, from nothing: CI runs 
 	  $(LAB_B) $(MAKE) lab-test LAB_TESTS="$(LAB_TESTS_2)" LAB_JUNIT=lab-2 > $(LOGS)/lab-2.log 2>&1 & two=$$!; \
 	  { $(LAB_C) $(MAKE) lab-test LAB_TESTS="$(LAB_TESTS_3)" LAB_JUNIT=lab-3 && \
 	    $(LAB_C) $(MAKE) awx-test && $(LAB_C) $(MAKE) molecule && $(LAB_C) $(MAKE) site; } > $(LOGS)/jobs.log 2>&1 & three=$$!; \
-	  wait $$one; rc1=$$?; wait $$two; rc2=$$?; wait $$three; rc3=$$?; \
+	  rc1=0; rc2=0; rc3=0; wait $$one || rc1=$$?; wait $$two || rc2=$$?; wait $$three || rc3=$$?; \
 	  for log in lab-1 lab-2 jobs; do echo "===== $$log"; cat $(LOGS)/$$log.log; done; \
-	  $(BIN)/python lab/summary.py $(BUILD)/junit; \
+	  $(BIN)/python lab/summary.py $(BUILD)/junit || true; \
 	  echo "lab-1: exit $$rc1, lab-2: exit $$rc2, lab-3/awx/molecule/site: exit $$rc3"; \
 	  [ $$rc1 = 0 ] && [ $$rc2 = 0 ] && [ $$rc3 = 0 ]
 

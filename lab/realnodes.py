@@ -123,10 +123,15 @@ class Topology:
     def cgroup_root(self, name):
         return "/netmend-lab-%s-%s" % (self.cluster, name)
 
+    def nodes_netns(self, netns):
+        """Whether a network namespace name is one of this cluster's nodes' (real-node-<index>)."""
+        prefix = self.netns(NODE_PREFIX)
+        return netns.startswith(prefix) and netns[len(prefix):].isdigit()
+
     def nodes(self):
         """Names of the nodes whose namespace exists, by index."""
         prefix = self.netns(NODE_PREFIX)
-        found = [n[len(prefix) - len(NODE_PREFIX):] for n in _netns_list() if n.startswith(prefix)]
+        found = [n[len(prefix) - len(NODE_PREFIX):] for n in _netns_list() if self.nodes_netns(n)]
         return sorted(found, key=self.index)
 
 
@@ -180,7 +185,14 @@ def node_processes(topo, name):
 def _cgroup_dirs(topo, name=None):
     """Our cgroup directories in every hierarchy, deepest first."""
     found = []
-    prefix = topo.cgroup_root(name) if name else topo.cgroup_root("")
+    if name:
+        def ours(entry):
+            return "/" + entry == topo.cgroup_root(name)
+    else:  # every node of this cluster, and only of this one: netmend-lab-b's are not netmend-lab's
+        prefix = topo.cgroup_root(NODE_PREFIX)
+
+        def ours(entry):
+            return ("/" + entry).startswith(prefix) and ("/" + entry)[len(prefix):].isdigit()
     try:
         hierarchies = sorted(os.listdir(CGROUP_FS))
     except FileNotFoundError:
@@ -190,7 +202,7 @@ def _cgroup_dirs(topo, name=None):
         if not os.path.isdir(base) or os.path.islink(base):
             continue
         for entry in os.listdir(base):
-            if ("/" + entry).startswith(prefix) and os.path.isdir(os.path.join(base, entry)):
+            if ours(entry) and os.path.isdir(os.path.join(base, entry)):
                 for root, _dirs, _files in os.walk(os.path.join(base, entry), topdown=False):
                     found.append(root)
     return found
@@ -630,10 +642,10 @@ def wait_ready(api_client, names, timeout=180):
         time.sleep(1)
 
 
-def down(api_client=None):
-    """Stop every real node; with an API client, delete their Node objects and Leases too
-    (a cluster being deleted needs no such cleanup)."""
-    topo = Topology()
+def down(api_client=None, cluster=CLUSTER):
+    """Stop every real node of the cluster; with an API client, delete their Node objects and
+    Leases too (a cluster being deleted needs no such cleanup)."""
+    topo = Topology(cluster)
     names = set(topo.nodes())
     if os.path.isdir(topo.state):
         names.update(n for n in os.listdir(topo.state) if n.startswith(NODE_PREFIX))
@@ -668,14 +680,21 @@ def leftovers(cluster=CLUSTER):
         names.update(n for n in os.listdir(topo.state) if n.startswith(NODE_PREFIX))
     for name in sorted(names):
         found += ["process:%d %s" % (pid, _read("/proc/%d/comm" % pid).strip()) for pid in node_processes(topo, name)]
+    # Names are matched whole: the state of cluster netmend-lab-b starts with netmend-lab's.
+    state = topo.state + os.sep
     for pid in _pids():
-        if topo.state in _read("/proc/%d/cmdline" % pid).replace("\0", " "):
+        if state in _read("/proc/%d/cmdline" % pid).replace("\0", " "):
             found.append("process:%d %s" % (pid, _read("/proc/%d/comm" % pid).strip()))
+
+    def our_netns(netns):
+        return netns == topo.switch_ns or topo.nodes_netns(netns)
+
     for line in _read("/proc/self/mountinfo").splitlines():
         mountpoint = line.split()[4]
-        if mountpoint.startswith(topo.state) or ("/run/netns/nmr-%s-" % cluster) in mountpoint:
+        if (mountpoint + os.sep).startswith(state) or (
+                mountpoint.startswith("/run/netns/") and our_netns(mountpoint[len("/run/netns/"):])):
             found.append("mount:" + mountpoint)
-    found += ["netns:" + n for n in _netns_list() if n.startswith("nmr-%s-" % cluster)]
+    found += ["netns:" + n for n in _netns_list() if our_netns(n)]
     found += ["cgroup:" + p for p in _cgroup_dirs(topo)]
     if _link_exists(topo.root_link):
         found.append("link:" + topo.root_link)

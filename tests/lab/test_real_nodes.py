@@ -123,3 +123,38 @@ def test_down_leaves_nothing_and_up_brings_them_back(kube_admin, real_nodes):
     ready = {n.metadata.name for n in nodes
              if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions)}
     assert ready >= set(real_nodes)
+
+
+def test_down_and_leftovers_keep_to_their_own_cluster():
+    """Cluster names can prefix each other (netmend-lab, netmend-lab-b): one cluster's down and
+    leftovers must not see, kill or remove the other's cgroups and namespaces (make test runs
+    three clusters side by side)."""
+    mine = realnodes.Topology("nm-own%d" % os.getpid())
+    other = realnodes.Topology(mine.cluster + "-b")
+    hierarchy = os.path.join(realnodes.CGROUP_FS, "pids")
+    others_cgroup = hierarchy + other.cgroup_root(realnodes.Topology.node_name(0))
+    others_netns = other.netns(realnodes.Topology.node_name(0))
+    sleeper = subprocess.Popen(["sleep", "300"])
+    try:
+        os.makedirs(others_cgroup)
+        with open(os.path.join(others_cgroup, "cgroup.procs"), "w", encoding="utf-8") as handle:
+            handle.write(str(sleeper.pid))
+        subprocess.run(["ip", "netns", "add", others_netns], check=True)
+        assert realnodes.leftovers(mine.cluster) == []
+        assert realnodes.leftovers(other.cluster) == sorted(
+            ["cgroup:" + others_cgroup, "netns:" + others_netns, "mount:/run/netns/" + others_netns])
+        realnodes.down(cluster=mine.cluster)
+        assert sleeper.poll() is None, "down() of %s killed a process of %s" % (mine.cluster, other.cluster)
+        assert os.path.isdir(others_cgroup)
+        assert others_netns in os.listdir("/run/netns")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        if os.path.isdir(others_cgroup):
+            for _ in range(50):
+                try:
+                    os.rmdir(others_cgroup)
+                    break
+                except OSError:
+                    subprocess.run(["sleep", "0.1"], check=True)
+        subprocess.run(["ip", "netns", "del", others_netns], check=False)
