@@ -151,7 +151,7 @@ def test_down_and_leftovers_keep_to_their_own_cluster():
         sleeper.kill()
         sleeper.wait()
         if os.path.isdir(others_cgroup):
-            for _ in range(50):
+            for _attempt in range(50):
                 try:
                     os.rmdir(others_cgroup)
                     break
