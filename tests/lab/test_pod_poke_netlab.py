@@ -36,11 +36,25 @@ SWEEP = (
 )
 
 
+def python_for(host, prefix):
+    """A Python that ``prefix`` (an unprivileged user) can start: this one, else the system's.
+    A Python under /root (mode 0700, as pyenv's) whose libpython the system lacks cannot be
+    loaded by uid 65534; the core it runs is standard-library Python for 3.9 and later."""
+    tried = {}
+    for candidate in (sys.executable, "/usr/bin/python3"):
+        proc = host.run([*prefix, candidate, "-c", "pass"], check=False, timeout=30)
+        if proc.returncode == 0:
+            return candidate
+        tried[candidate] = proc.stderr.strip()[-300:]
+    pytest.fail("no Python the unprivileged user can start: %s" % tried)
+
+
 def sweep_from(host, prefix=(), **args):
     """Run poke.sweep inside ``host``'s namespace (optionally under ``prefix``, e.g. setpriv)."""
     env = dict(os.environ, PYTHONPATH=COLLECTIONS)
+    python = python_for(host, prefix) if prefix else sys.executable
     started = time.monotonic()
-    proc = host.run([*prefix, sys.executable, "-c", SWEEP, json.dumps(args)], env=env, timeout=120)
+    proc = host.run([*prefix, python, "-c", SWEEP, json.dumps(args)], env=env, timeout=120)
     result = json.loads(proc.stdout)
     result["wall_s"] = time.monotonic() - started
     return result
