@@ -2,8 +2,9 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The net_doctor role's controller side: cluster-level findings from API objects, and the report.
 
-``net_doctor_cluster`` turns what ``kubernetes.core.k8s_info`` read (nodes, CNI agent
-pods, the DNS Service's EndpointSlices, Calico IPPools) into the per-node checks'
+``net_doctor_cluster`` turns what the role read (nodes and CNI agent pods as API objects or
+as ``netmend.k8s.cluster_summary`` gives them, the pod count, the DNS Service's EndpointSlices,
+Calico IPPools) into the per-node checks'
 input and the cluster-level findings; ``net_doctor_report`` merges every node's
 result into findings, one table per severity, and JSON/JUnit for CI. The checks
 themselves are the core's (``module_utils/netdoctor.py``); pod CIDR overlaps use
@@ -72,8 +73,12 @@ def net_doctor_cluster(api, dns_service="kube-system/kube-dns", cni_agent="calic
     if api.get("dns_service_found", True):
         findings += netdoctor.dns_findings(_objects(api, "dns_slices"), dns_service)
     findings += pod_cidr_overlaps(nodes)
-    return {"nodes": nodes, "calico": calico, "pod_count": len(_objects(api, "pods")) if "pods" in api else None,
-            "findings": findings}
+    pod_count = api.get("pod_count")
+    if pod_count is None and "pods" in api:
+        pod_count = len(_objects(api, "pods"))
+    elif pod_count is not None and (isinstance(pod_count, bool) or not isinstance(pod_count, int) or pod_count < 0):
+        raise AnsibleFilterError("net_doctor_cluster: pod_count must be a number of pods, got %r" % (pod_count,))
+    return {"nodes": nodes, "calico": calico, "pod_count": pod_count, "findings": findings}
 
 
 def _cell(value):

@@ -156,6 +156,30 @@ class KubeClient:
                 return answer
             query = dict(query, **{"continue": token})
 
+    def pages(self, path, page_size=500, **query):
+        """Every item of a list call, read ``page_size`` items at a time: a caller that keeps a little of
+        each item never holds the whole list (5,000 Nodes are some 25 MB of JSON)."""
+        query = dict(query, limit=str(page_size))
+        while True:
+            answer = self.request("GET", path, query)
+            yield from answer.get("items") or []
+            token = (answer.get("metadata") or {}).get("continue")
+            if not token:
+                return
+            query = dict(query, **{"continue": token})
+
+    def count(self, path, **query):
+        """How many items a list call holds: one item read, plus the server's ``remainingItemCount``; where
+        the server does not say (it never does with a label or field selector), every page counted."""
+        answer = self.request("GET", path, dict(query, limit="1"))
+        metadata = answer.get("metadata") or {}
+        read = len(answer.get("items") or [])
+        if metadata.get("remainingItemCount") is not None:
+            return read + int(metadata["remainingItemCount"])
+        if not metadata.get("continue"):
+            return read
+        return sum(1 for _item in self.pages(path, **query))
+
     def watch(self, path, resource_version, timeout_seconds=60, on_open=None, **query):
         """Yield watch events (dicts with ``type`` and ``object``) until the server closes.
 
@@ -257,3 +281,35 @@ def pods_path(namespace=None):
     if namespace:
         return "/api/v1/namespaces/%s/pods" % namespace
     return "/api/v1/pods"
+
+
+def condition_status(obj, kind="Ready"):
+    """The ``status`` ("True", "False", "Unknown") of an object's condition of that type; None without one."""
+    for condition in (obj.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == kind:
+            return condition.get("status")
+    return None
+
+
+def node_summary(node):
+    """What reports and checks read of a Node, a few hundred bytes of its several kilobytes.
+
+    ``ready`` is the Ready condition's status as the API gives it (None when the node has none yet);
+    ``pod_cidrs`` is ``spec.podCIDRs``, else ``[spec.podCIDR]``, else empty; ``addresses`` are its
+    InternalIPs and ``internal_ip`` the first of them.
+    """
+    spec, status = node.get("spec") or {}, node.get("status") or {}
+    internal = [entry["address"] for entry in status.get("addresses") or []
+                if entry.get("type") == "InternalIP" and entry.get("address")]
+    return {"name": node["metadata"]["name"], "ready": condition_status(node),
+            "pod_cidrs": list(spec.get("podCIDRs") or ([spec["podCIDR"]] if spec.get("podCIDR") else [])),
+            "internal_ip": internal[0] if internal else None, "addresses": internal,
+            "kubelet": (status.get("nodeInfo") or {}).get("kubeletVersion")}
+
+
+def pod_summary(pod):
+    """What checks read of a Pod: where it runs, its phase, and whether it is Ready."""
+    metadata = pod.get("metadata") or {}
+    return {"namespace": metadata.get("namespace"), "name": metadata.get("name"),
+            "node": (pod.get("spec") or {}).get("nodeName"), "phase": (pod.get("status") or {}).get("phase"),
+            "ready": condition_status(pod) == "True"}

@@ -26,6 +26,7 @@ import subprocess
 import threading
 import time
 
+from ansible_collections.netmend.k8s.plugins.module_utils import kube_lite
 from ansible_collections.netmend.k8s.plugins.module_utils import mtu as mtu_core
 
 SEVERITIES = ("error", "warning", "info")
@@ -895,24 +896,16 @@ CALICO_TUNNELS = {"ipipMode": ("ipip", "tunl0"), "vxlanMode": ("vxlan", "vxlan.c
 ENCAPSULATING_MODES = ("Always", "CrossSubnet")
 
 
-def _is_ready(obj):
-    for condition in (obj.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Ready":
-            return condition.get("status") == "True"
-    return False
+def _summaries(objects, summary):
+    """API objects (with ``metadata``) made into their kube_lite summary; summaries as they are."""
+    return [summary(obj) if "metadata" in obj else obj for obj in objects]
 
 
-def nodes_from_api(node_objects):
-    """The module's ``nodes`` option from Node objects: name, InternalIPs, pod CIDRs, Ready."""
-    nodes = []
-    for node in node_objects:
-        spec = node.get("spec") or {}
-        addresses = [entry["address"] for entry in (node.get("status") or {}).get("addresses") or []
-                     if entry.get("type") == "InternalIP" and entry.get("address")]
-        cidrs = spec.get("podCIDRs") or ([spec["podCIDR"]] if spec.get("podCIDR") else [])
-        nodes.append({"name": node["metadata"]["name"], "addresses": addresses, "pod_cidrs": cidrs,
-                      "alive": _is_ready(node)})
-    return nodes
+def nodes_from_api(nodes):
+    """The module's ``nodes`` option from Node objects or their ``kube_lite.node_summary``: name,
+    InternalIPs, pod CIDRs, Ready."""
+    return [{"name": node["name"], "addresses": node["addresses"], "pod_cidrs": node["pod_cidrs"],
+             "alive": node["ready"] == "True"} for node in _summaries(nodes, kube_lite.node_summary)]
 
 
 def calico_expectations(ippools):
@@ -940,8 +933,9 @@ def cni_agent_findings(nodes, agent_pods, agent_name="calico-node"):
     """``cni_agent_missing``: a Ready node without a Ready CNI agent pod (when the CNI runs anywhere)."""
     if not agent_pods:
         return []
-    ready_on = {(pod.get("spec") or {}).get("nodeName") for pod in agent_pods if _is_ready(pod)}
-    present_on = {(pod.get("spec") or {}).get("nodeName") for pod in agent_pods}
+    agent_pods = _summaries(agent_pods, kube_lite.pod_summary)
+    ready_on = {pod["node"] for pod in agent_pods if pod["ready"]}
+    present_on = {pod["node"] for pod in agent_pods}
     findings = []
     for node in nodes:
         if not node["alive"] or node["name"] in ready_on:

@@ -118,7 +118,7 @@ def client_nodes(kube_admin):
     return client.CoreV1Api(kube_admin).list_node(_request_timeout=60).items
 
 
-def test_agent_rollout_at_scale(scaled_lab, kube_admin, run_playbook):
+def test_agent_rollout_at_scale(scaled_lab, kube_admin, run_playbook, tmp_path):
     from kubernetes import client
 
     try:
@@ -134,6 +134,49 @@ def test_agent_rollout_at_scale(scaled_lab, kube_admin, run_playbook):
         # The wait scaled with the size: the 300 s base plus 0.05 s a pod.
         budget = re.search(r"Wait for the rollout of %s/%s, at most (\d+)s \(300s \+" % (NAMESPACE, NAME), done.stdout)
         assert budget and int(budget.group(1)) >= 300 + SCALE_NODES * 0.05, done.stdout[-3000:]
+        summary_matches_full_lists(kube_admin, run_playbook, tmp_path)
     finally:
         gone = run_playbook(AGENT, extra_vars=agent_vars("absent"))
         assert gone.returncode == 0, gone.stdout[-3000:]
+
+
+SUMMARY_PLAY = """
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  vars:
+    ansible_python_interpreter: "{{ ansible_playbook_python }}"
+  tasks:
+    - name: Read the cluster in short, in pages smaller than it
+      netmend.k8s.cluster_summary:
+        count_pods: true
+        pod_selector: app.kubernetes.io/name=%s
+        page_size: 300
+      register: summary
+    - name: Keep it for the test
+      ansible.builtin.copy:
+        content: "{{ summary | to_json }}"
+        dest: %s
+        mode: "0600"
+"""
+
+
+def summary_matches_full_lists(kube_admin, run_playbook, tmp_path):
+    """cluster_summary, paged and counted, says what whole LISTs of the same cluster say (pods: the agents'
+    SCALE_NODES pods and the rest; the count comes from one request and the server's remainingItemCount)."""
+    from kubernetes import client
+
+    kept = tmp_path / "summary.json"
+    done = run_playbook(SUMMARY_PLAY % (NAME, kept))
+    assert done.returncode == 0 and done.recap.get("changed") == 1, done.stdout[-3000:]  # the copy only
+    summary = json.loads(kept.read_text())
+    core = client.CoreV1Api(kube_admin)
+    nodes = core.list_node(_request_timeout=60).items
+    assert [node["name"] for node in summary["nodes"]] == [node.metadata.name for node in nodes]
+    assert sum(node["ready"] == "True" for node in summary["nodes"]) == sum(
+        any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or []) for node in nodes)
+    assert summary["pod_count"] == len(core.list_pod_for_all_namespaces(_request_timeout=60).items)
+    agents = core.list_pod_for_all_namespaces(label_selector="app.kubernetes.io/name=%s" % NAME, _request_timeout=60).items
+    assert len(agents) >= SCALE_NODES
+    assert sorted((pod["namespace"], pod["name"], pod["node"]) for pod in summary["pods"]) == sorted(
+        (pod.metadata.namespace, pod.metadata.name, pod.spec.node_name) for pod in agents)

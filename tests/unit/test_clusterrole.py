@@ -77,6 +77,7 @@ DRAIN_RULES = {
 # The collection's own modules: those that call the API from the controller, with their calls,
 # and those that work on a node only.
 API_MODULES = {
+    "netmend.k8s.cluster_summary": {("", "nodes"): {"list"}, ("", "pods"): {"list"}},
     "netmend.k8s.calico_mtu_restart": {("", "pods"): {"get", "list"}, ("", "pods/eviction"): {"create"}},
     "netmend.k8s.rollout_status": {("apps", "daemonsets"): {"get"}, ("apps", "deployments"): {"get"},
                                    ("", "pods"): {"list"}},

@@ -11,6 +11,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.netmend.k8s.plugins.filter.net_doctor import net_doctor_cluster, net_doctor_report, pod_cidr_overlaps
 from ansible_collections.netmend.k8s.plugins.module_utils import netdoctor
+from ansible_collections.netmend.k8s.plugins.module_utils.kube_lite import node_summary, pod_summary
 
 
 def node(name, cidrs, ip, ready=True):
@@ -61,6 +62,21 @@ def test_cluster_findings(api, expected):
     assert found(net_doctor_cluster(api)) == expected
 
 
+@pytest.mark.parametrize("api, expected", CLUSTER)
+def test_cluster_findings_from_summaries_are_the_same(api, expected):
+    """What netmend.k8s.cluster_summary returns (the role's input) gives what the whole objects give."""
+    short = dict(api, nodes=[node_summary(item) for item in api["nodes"]],
+                 cni_pods=[pod_summary(item) for item in api.get("cni_pods", [])])
+    assert net_doctor_cluster(short) == net_doctor_cluster(api)
+    assert found(net_doctor_cluster(short)) == expected
+
+
+def test_a_pod_count_stands_for_the_pods():
+    assert net_doctor_cluster({"nodes": NODES, "pod_count": 48213})["pod_count"] == 48213
+    assert net_doctor_cluster({"nodes": NODES, "pod_count": 0, "pods": [{}]})["pod_count"] == 0
+    assert net_doctor_cluster({"nodes": NODES})["pod_count"] is None
+
+
 def test_cluster_builds_the_node_checks_input():
     result = net_doctor_cluster({"nodes": NODES, "pods": [{}] * 7, "ippools": [
         {"spec": {"cidr": "10.244.0.0/16", "ipipMode": "Always", "vxlanMode": "Never"}}]})
@@ -90,7 +106,9 @@ def test_calico_expectations(pools, expected):
     ([], "expects a dict"),
     ({"nodes": "n1"}, "nodes must be a list"),
     ({"nodes": [node("n1", ["10.244.1.1/24"], "192.168.1.11")]}, "'10.244.1.1/24'"),
-    ({"nodes": [{"spec": {}}]}, "lacks 'metadata'"),
+    ({"nodes": [{"spec": {}}]}, "lacks 'name'"),
+        ({"nodes": [], "pod_count": "7"}, "pod_count must be a number of pods, got '7'"),
+        ({"nodes": [], "pod_count": -1}, "got -1"),
 ])
 def test_cluster_bad_input_names_it(api, message):
     with pytest.raises(AnsibleFilterError, match=message):
