@@ -157,16 +157,22 @@ class KubeClient:
             query = dict(query, **{"continue": token})
 
     def pages(self, path, page_size=500, **query):
-        """Every item of a list call, read ``page_size`` items at a time: a caller that keeps a little of
-        each item never holds the whole list (5,000 Nodes are some 25 MB of JSON)."""
+        """The answers of a list call, ``page_size`` items each, in turn: a caller that keeps a little of each
+        item never holds the whole list (5,000 Nodes or 50,000 Pods are tens of megabytes of JSON). Every
+        page has the list's ``metadata.resourceVersion``, from which a watch can follow."""
         query = dict(query, limit=str(page_size))
         while True:
             answer = self.request("GET", path, query)
-            yield from answer.get("items") or []
+            yield answer
             token = (answer.get("metadata") or {}).get("continue")
             if not token:
                 return
             query = dict(query, **{"continue": token})
+
+    def items(self, path, page_size=500, **query):
+        """Every item of a list call, read ``page_size`` at a time (see ``pages``)."""
+        for answer in self.pages(path, page_size, **query):
+            yield from answer.get("items") or []
 
     def count(self, path, **query):
         """How many items a list call holds: one item read, plus the server's ``remainingItemCount``; where
@@ -178,7 +184,7 @@ class KubeClient:
             return read + int(metadata["remainingItemCount"])
         if not metadata.get("continue"):
             return read
-        return sum(1 for _item in self.pages(path, **query))
+        return sum(1 for _item in self.items(path, **query))
 
     def watch(self, path, resource_version, timeout_seconds=60, on_open=None, **query):
         """Yield watch events (dicts with ``type`` and ``object``) until the server closes.

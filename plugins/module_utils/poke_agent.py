@@ -28,6 +28,7 @@ from ansible_collections.netmend.k8s.plugins.module_utils.kube_lite import KubeC
 FIX = "pod_poke"
 RTT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 LIVE_PHASES = ("Pending", "Running", "Unknown")
+LIST_PAGE_SIZE = 500
 
 # --------------------------------------------------------------------------- label selectors
 
@@ -170,16 +171,20 @@ class PodTargets:
             return [target for targets in self._pods.values() for target in targets]
 
     def relist(self):
-        answer = self.client.list(self.filter.path(), **self.filter.query())
-        self.metrics.count_request("list")
+        """Every target, read LIST_PAGE_SIZE pods at a time: the agent keeps a few strings of each pod, and
+        never holds a whole list of tens of thousands of pods (one answer of 50,000 is over 100 MB parsed)."""
         pods = {}
-        for pod in answer.get("items") or []:
-            targets = self.filter.targets(pod)
-            if targets:
-                pods[_key(pod)] = targets
+        version = None
+        for answer in self.client.pages(self.filter.path(), LIST_PAGE_SIZE, **self.filter.query()):
+            self.metrics.count_request("list")
+            for pod in answer.get("items") or []:
+                targets = self.filter.targets(pod)
+                if targets:
+                    pods[_key(pod)] = targets
+            version = (answer.get("metadata") or {}).get("resourceVersion") or version
         with self._lock:
             self._pods = pods
-        self.resource_version = (answer.get("metadata") or {}).get("resourceVersion")
+        self.resource_version = version
         self.synced.set()
 
     def apply(self, event):

@@ -151,11 +151,11 @@ def run_module(params, client):
     """The nodes in short; the pod count and the selected pods in short when asked."""
     if params["page_size"] < 1:
         raise ValueError("page_size must be 1 or more, got %d" % params["page_size"])
-    result = dict(changed=False, nodes=[node_summary(node) for node in client.pages(NODES_PATH, params["page_size"])])
+    result = dict(changed=False, nodes=[node_summary(node) for node in client.items(NODES_PATH, params["page_size"])])
     if params["count_pods"]:
         result["pod_count"] = client.count(pods_path())
     if params["pod_selector"] is not None:
-        result["pods"] = [pod_summary(pod) for pod in client.pages(pods_path(), params["page_size"],
+        result["pods"] = [pod_summary(pod) for pod in client.items(pods_path(), params["page_size"],
                                                                   labelSelector=params["pod_selector"])]
     return result
 

@@ -11,24 +11,24 @@ from ansible_collections.netmend.k8s.plugins.module_utils.kube_lite import (Kube
 
 
 class PagingServer(KubeClient):
-    """Answers list requests from ``items`` as the API server does: ``limit`` items, a ``continue`` token
+    """Answers list requests from ``objects`` as the API server does: ``limit`` items, a ``continue`` token
     while more remain, and ``remainingItemCount`` unless ``count_remaining`` is false (as with selectors)."""
 
     def __init__(self, items, count_remaining=True):  # pylint: disable=super-init-not-called
-        self.items, self.count_remaining = items, count_remaining
+        self.objects, self.count_remaining = items, count_remaining
         self.calls = []
 
     def request(self, method, path, query=None, body=None):
         query = dict(query or {})
         self.calls.append((method, path, query))
         start = int(query.get("continue", 0))
-        end = start + int(query["limit"]) if "limit" in query else len(self.items)
+        end = start + int(query["limit"]) if "limit" in query else len(self.objects)
         metadata = {"resourceVersion": "7"}
-        if end < len(self.items):
+        if end < len(self.objects):
             metadata["continue"] = str(end)
             if self.count_remaining:
-                metadata["remainingItemCount"] = len(self.items) - end
-        return {"items": self.items[start:end], "metadata": metadata}
+                metadata["remainingItemCount"] = len(self.objects) - end
+        return {"items": self.objects[start:end], "metadata": metadata}
 
 
 @pytest.mark.parametrize("total, page_size, requests", [
@@ -41,7 +41,7 @@ class PagingServer(KubeClient):
 ])
 def test_pages_yield_every_item_once_in_order(total, page_size, requests):
     server = PagingServer([{"n": index} for index in range(total)])
-    assert [item["n"] for item in server.pages("/api/v1/nodes", page_size, labelSelector="a=b")] == list(range(total))
+    assert [item["n"] for item in server.items("/api/v1/nodes", page_size, labelSelector="a=b")] == list(range(total))
     assert len(server.calls) == requests
     assert all(query["limit"] == str(page_size) and query["labelSelector"] == "a=b" for _m, _p, query in server.calls)
     assert "continue" not in server.calls[0][2]
@@ -102,3 +102,10 @@ def test_pod_summary(pod, expected):
 def test_condition_status_of_another_type():
     assert condition_status(NODE, "MemoryPressure") == "False"
     assert condition_status(NODE, "DiskPressure") is None
+
+
+def test_pages_carry_the_lists_resource_version():
+    server = PagingServer([{}] * 5)
+    answers = list(server.pages("/api/v1/pods", 2))
+    assert [len(answer["items"]) for answer in answers] == [2, 2, 1]
+    assert {answer["metadata"]["resourceVersion"] for answer in answers} == {"7"}

@@ -111,9 +111,11 @@ class FakeClient:
         self.version = version
         self.calls = []
 
-    def list(self, path, **query):
-        self.calls.append(("list", path, query))
-        return {"items": list(self.pods), "metadata": {"resourceVersion": self.version}}
+    def pages(self, path, page_size=500, **query):
+        self.calls.append(("list", path, dict(query, limit=page_size)))
+        pods = list(self.pods)
+        for start in range(0, max(len(pods), 1), page_size):
+            yield {"items": pods[start:start + page_size], "metadata": {"resourceVersion": self.version}}
 
     def watch(self, path, resource_version, timeout_seconds=60, on_open=None, **query):
         self.calls.append(("watch", resource_version, query))
@@ -152,6 +154,17 @@ def test_targets_follow_watch_events_without_relisting():
     assert targets.metrics.requests == {"list": 1, "watch": 2}
 
 
+def test_the_list_is_read_a_page_at_a_time_and_counted_per_request():
+    many = [pod("p%d" % index, ip="10.1.%d.%d" % (index // 250, index % 250), uid="u%d" % index) for index in range(1203)]
+    client = FakeClient(many, [])
+    targets = poke_agent.PodTargets(client, poke_agent.PodFilter(), log=lambda *a, **k: None)
+    targets.relist()
+    assert len(targets.snapshot()) == 1203 and targets.resource_version == "100"
+    assert client.calls == [("list", "/api/v1/pods", {"fieldSelector": "metadata.namespace!=kube-system",
+                                                      "limit": poke_agent.LIST_PAGE_SIZE})]
+    assert targets.metrics.requests["list"] == 3
+
+
 def test_gone_relists_and_other_errors_propagate():
     logs = []
     client = FakeClient([pod("a", uid="u1")], [KubeError("too old", status=410), [], KubeError("boom", status=500)])
@@ -172,12 +185,12 @@ class FailingListClient(FakeClient):
         super().__init__(pods, watches)
         self.failures = failures
 
-    def list(self, path, **query):
+    def pages(self, path, page_size=500, **query):
         if self.failures:
             self.failures -= 1
             self.calls.append(("list-failed", path, query))
             raise KubeError("GET %s: [Errno 111] Connection refused" % path)
-        return super().list(path, **query)
+        yield from super().pages(path, page_size, **query)
 
 
 class RecordingStopper(agent.Stopper):

@@ -28,7 +28,7 @@ class Cluster(PagingServer):
         selector = (query or {}).get("labelSelector")
         if selector:
             items = [item for item in items if "app=%s" % item["metadata"].get("labels", {}).get("app") == selector]
-        self.items = items
+        self.objects = items
         return super().request(method, path, query, body)
 
 
