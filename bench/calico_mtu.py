@@ -23,8 +23,9 @@
    Pods restarted are counted from the API (the pods' uids before the action that are gone
    after it, each re-created by its controller); the seconds run from the start of the
    action until, after it ended, every controller reports all its replicas ready and every
-   pod of the namespace is Ready with none terminating. Sampled every 0.2 s during that time:
-   the most pods not Ready at once, in all and of any one workload.
+   pod of the namespace is Ready with none terminating. Followed with a watch during that time:
+   the most pods not Ready (missing, not Ready or terminating) at once, in all and of any one
+   workload.
 
    On KWOK (``kwok-node-0``; KWOK makes pods Ready after its stage delays) the host-side
    veths live in a lab node namespace (eth0 1460, IPIP: right MTU 1440, before 1500) and a
@@ -56,7 +57,7 @@ import time
 import uuid
 
 import yaml
-from kubernetes import client, config
+from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -233,28 +234,50 @@ def wrong_mtu_left(pods, netns, right, veth_name):
 
 
 class Unavailable(threading.Thread):
-    """Samples, while an action runs, the most pods not Ready at once: in all, and of any one workload."""
+    """Follows the namespace's pods with a watch while an action runs and keeps the most pods not Ready
+    (missing, not Ready or terminating) at once: in all, and of any one workload."""
 
     def __init__(self, core, namespace, expected):
         super().__init__(daemon=True)
         self.core, self.namespace, self.expected = core, namespace, expected
-        self.most, self.most_of_one, self.wanted = 0, 0, None
+        self.most, self.most_of_one = 0, 0
         self.stop = threading.Event()
+        self.error = None
+        listed = core.list_namespaced_pod(namespace)  # before the action, when every pod is Ready
+        self.version = listed.metadata.resource_version
+        self.pods = dict(map(self.state, listed.items))
+        self.wanted = self.count()
 
-    def sample(self):
+    @staticmethod
+    def state(pod):
+        labels = pod.metadata.labels or {}
+        return pod.metadata.uid, (labels.get("app") or labels.get("k8s-app"),
+                                  pod_ready(pod) and not pod.metadata.deletion_timestamp)
+
+    def count(self):
         ready = {}
-        for pod in self.core.list_namespaced_pod(self.namespace).items:
-            labels = pod.metadata.labels or {}
-            app = labels.get("app") or labels.get("k8s-app")
-            ready[app] = ready.get(app, 0) + (pod_ready(pod) and not pod.metadata.deletion_timestamp)
-        if self.wanted is None:
-            self.wanted = dict(ready)  # taken before the action, when every pod is Ready
-        self.most = max(self.most, self.expected - sum(ready.values()))
-        self.most_of_one = max([self.most_of_one] + [count - ready.get(app, 0) for app, count in self.wanted.items()])
+        for app, up in self.pods.values():
+            ready[app] = ready.get(app, 0) + up
+        return ready
 
     def run(self):
-        while not self.stop.wait(0.2):
-            self.sample()
+        try:
+            while not self.stop.is_set():
+                for event in watch.Watch().stream(self.core.list_namespaced_pod, self.namespace, timeout_seconds=1,
+                                                  resource_version=self.version, allow_watch_bookmarks=False):
+                    pod = event["object"]
+                    self.version = pod.metadata.resource_version
+                    uid, value = self.state(pod)
+                    if event["type"] == "DELETED":
+                        self.pods.pop(uid, None)
+                    else:
+                        self.pods[uid] = value
+                    ready = self.count()
+                    self.most = max(self.most, self.expected - sum(ready.values()))
+                    self.most_of_one = max([self.most_of_one] + [count - ready.get(app, 0)
+                                                                 for app, count in self.wanted.items()])
+        except Exception as exc:  # reported by the bench after the run
+            self.error = exc
 
 
 # ---------------------------------------------------------------------------
@@ -342,7 +365,6 @@ class Run:
         if self.cni:
             self.cni.start()
         sampler = Unavailable(bench.core, self.namespace, self.expected)
-        sampler.sample()
         started = time.monotonic()
         sampler.start()
         acted = self.act_ours() if self.way == "ours" else self.act_seed()
@@ -351,6 +373,8 @@ class Run:
         ready = time.monotonic() - started
         sampler.stop.set()
         sampler.join(timeout=10)
+        if sampler.error:
+            raise sampler.error
         if self.cni:
             self.cni.stop.set()
             self.cni.join(timeout=10)
