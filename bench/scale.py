@@ -11,7 +11,8 @@ parallel creates after one LIST), then ``playbooks/site.yml`` runs once per mode
 - ``pod_poke``: with ``netmend_pod_poke=true`` after the agent was removed, so each size measures
   a whole rollout of N agent pods (the job's own polls included).
 
-Each run's wall time, and its API requests from the API server's own accounting:
+Each run's wall time, its CPU time (the job and every process it started: comparable between runs
+made under different loads, which the wall time is not), the load average when it started, and its API requests from the API server's own accounting:
 ``apiserver_request_total`` from its /metrics, read before and after. KWOK's node heartbeats
 (Leases, node status) are left out, and the other requests the idle cluster makes (controllers,
 KWOK) are measured in a baseline window at each size and subtracted, scaled to the run's length.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -91,16 +93,25 @@ def net(counts, rate, seconds):
     return {key: max(0.0, value - rate.get(key, 0.0) * seconds) for key, value in counts.items()}
 
 
+def cpu_of_children():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def site(extra):
+    """One run of site.yml: (wall seconds, CPU seconds of the job and every process it started, output).
+
+    The CPU time hardly depends on what else loads the machine, so it compares runs made under
+    different loads; the wall time is what a user waits."""
     argv = [os.path.join(REPO, ".venv", "bin", "ansible-playbook"), "-i", "localhost,",
             os.path.join(REPO, "playbooks", "site.yml")] + extra
-    started = time.monotonic()
+    started, cpu_before = time.monotonic(), cpu_of_children()
     done = subprocess.run(argv, cwd=REPO, env=ansible_env(), capture_output=True, text=True, check=False)
-    seconds = time.monotonic() - started
+    seconds, cpu = time.monotonic() - started, cpu_of_children() - cpu_before
     if done.returncode:
         sys.stdout.write(done.stdout[-4000:] + done.stderr[-2000:])
         raise SystemExit("bench: site.yml %s failed (rc %d)" % (" ".join(extra), done.returncode))
-    return seconds, done.stdout
+    return seconds, cpu, done.stdout
 
 
 def lab_up(count):
@@ -121,9 +132,9 @@ def kwok_count(raw):
 def measure(raw, extra):
     rate = baseline_rate(raw)
     before = requests(raw)
-    seconds, output = site(extra)
+    seconds, cpu, output = site(extra)
     counts = net(delta(before, requests(raw)), rate, seconds)
-    return seconds, counts, output
+    return seconds, cpu, counts, output
 
 
 def summary(counts):
@@ -154,12 +165,14 @@ def main(argv=None):
                 if mode == "pod_poke":
                     site(["-e", "netmend_pod_poke=true", "-e", "netmend_state=absent"])  # a whole rollout each size
                     extra = ["-e", "netmend_pod_poke=true"]
-                seconds, counts, output = measure(raw, extra)
+                load = os.getloadavg()[0]
+                seconds, cpu, counts, output = measure(raw, extra)
                 reads, writes, top = summary(counts)
                 waits = len(re.findall(r"\(item=DaemonSet [^)]*updated", output))
-                rows.append((size, mode, seconds, reads, writes))
-                print("   %-8s %6.1f s  requests: %6.0f reads %6.0f writes%s  [%s]"
-                      % (mode, seconds, reads, writes, "  rollout polls %d" % waits if waits else "", top), flush=True)
+                rows.append((size, mode, seconds, cpu, reads, writes))
+                print("   %-8s %6.1f s (job CPU %.1f s, load average %.1f)  requests: %6.0f reads %6.0f writes%s  [%s]"
+                      % (mode, seconds, cpu, load, reads, writes, "  rollout polls %d" % waits if waits else "", top),
+                      flush=True)
                 print("            slowest: %s" % slowest(output), flush=True)
     finally:
         if "pod_poke" in modes:
@@ -167,21 +180,22 @@ def main(argv=None):
         lab_up(found)
         print("lab back to %d KWOK nodes" % found)
     print("\nsite.yml at scale (ratio: against the previous size; linear growth means time ratio <= node ratio)")
-    columns = ("mode", "nodes", "seconds", "requests", "node ratio", "time ratio", "req. ratio")
-    print("%-8s %7s %9s %10s %11s %12s %12s" % columns)
+    columns = ("mode", "nodes", "seconds", "job CPU s", "requests", "node ratio", "time ratio", "CPU ratio", "req. ratio")
+    print("%-8s %7s %9s %10s %10s %11s %11s %10s %11s" % columns)
     for mode in modes:
         previous = None
-        for size, row_mode, seconds, reads, writes in rows:
+        for size, row_mode, seconds, cpu, reads, writes in rows:
             if row_mode != mode:
                 continue
             total = reads + writes
-            ratios = "%11s %12s %12s" % ("-", "-", "-")
+            ratios = "%11s %11s %10s %11s" % ("-", "-", "-", "-")
             if previous:
-                request_ratio = total / previous[2] if previous[2] else float("nan")
-                ratios = "%11.1f %12.2f %12.2f" % (size / float(previous[0]), seconds / previous[1], request_ratio)
-            print("%-8s %7d %9.1f %10.0f %s" % (mode, size, seconds, total, ratios))
-            previous = (size, seconds, total)
-        at_goal = [seconds for size, row_mode, seconds, _r, _w in rows if row_mode == mode and size == GOAL_NODES]
+                request_ratio = total / previous[3] if previous[3] else float("nan")
+                ratios = "%11.1f %11.2f %10.2f %11.2f" % (size / float(previous[0]), seconds / previous[1],
+                                                         cpu / previous[2], request_ratio)
+            print("%-8s %7d %9.1f %10.1f %10.0f %s" % (mode, size, seconds, cpu, total, ratios))
+            previous = (size, seconds, cpu, total)
+        at_goal = [seconds for size, row_mode, seconds, *_rest in rows if row_mode == mode and size == GOAL_NODES]
         if at_goal:
             verdict = "met" if at_goal[0] < GOAL_SECONDS else "NOT met"
             print("%-8s goal %d nodes < %.0f s: %s (%.1f s)" % (mode, GOAL_NODES, GOAL_SECONDS, verdict, at_goal[0]))

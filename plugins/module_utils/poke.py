@@ -413,8 +413,10 @@ def sweep(targets, timeout=1.0, count=1, size=56, dont_fragment=False, mtu_probe
 
     All probes leave as fast as the sockets (or ``rate``, packets per second)
     allow; the sweep ends when every probe is answered or at its deadline:
-    ``timeout`` after the last probe is scheduled to leave. With no rate cap
-    that is ``timeout`` after the start, whatever the number of targets.
+    ``timeout`` after the last probe left, or was scheduled to leave. Every probe
+    gets its whole ``timeout``, however long tens of thousands of them take to
+    leave; one that cannot leave (a socket that stays full) within ``timeout`` of
+    the one before is reported unsent.
     """
     check_options(timeout, count, size, mtu_probe, rate)
     targets = parse_targets(targets)
@@ -470,6 +472,9 @@ def _exchange(probes, channels, timeout, dont_fragment, rate, clock, poll_factor
                 pending -= 1
             else:
                 probe.sent_at = clock()
+            # A sender slower than the targets are many pushes the end out: a probe still queued here at the
+            # first deadline has not had its timeout, and reporting it unreachable would be a false alarm.
+            deadline = max(deadline, probe.sent_at + timeout)
             next_index += 1
             sent_now += 1
         if not pending:
@@ -527,8 +532,8 @@ def classify(targets, probes, mtu_probe, duration):
     ``reachable``: targets that answered at least one small echo, with the mean
     round-trip time and, with ``mtu_probe``, how the DF probe fared
     (``passed``, ``blackholed``, or ``fragmentation needed`` with the reported
-    ``path_mtu``). ``unreachable``: the others, with a ``reason`` (``timeout`` or
-    the ICMP error / send error received). ``mtu_blackholed``: reachable targets
+    ``path_mtu``). ``unreachable``: the others, with a ``reason`` (``timeout``,
+    ``unsent`` when no probe could leave, or the ICMP error / send error received). ``mtu_blackholed``: reachable targets
     whose DF probe vanished without any ICMP error; ``mtu_limited``: those
     whose DF probe got "fragmentation needed" / "packet too big".
     """
@@ -545,7 +550,8 @@ def classify(targets, probes, mtu_probe, duration):
         if not answered:
             reasons = [probe.error for probe in small if probe.error]
             entry["rtt_ms"] = None
-            entry["reason"] = reasons[0] if reasons else "timeout"
+            # unsent: the socket stayed full (see sweep); not a silent target, so not a timeout
+            entry["reason"] = reasons[0] if reasons else "timeout" if entry["sent"] else "unsent"
             unreachable.append(entry)
             continue
         rtts = [(probe.answered_at - probe.sent_at) * 1000.0 for probe in answered]

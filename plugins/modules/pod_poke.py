@@ -163,7 +163,9 @@ unreachable_targets:
       type: str
       sample: 10.244.2.7
     reason:
-      description: V(timeout), the ICMP error received (V(host unreachable), ...) or the send error.
+      description: >-
+        V(timeout), V(unsent) (no probe could leave: the socket stayed full for the whole timeout), the ICMP error
+        received (V(host unreachable), ...) or the send error.
       type: str
       sample: timeout
     rtt_ms:

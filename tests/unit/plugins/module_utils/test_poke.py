@@ -247,6 +247,38 @@ def test_sweep_rate_cap_spaces_packets_and_stretches_deadline():
     assert len(result["reachable"]) == 10
 
 
+class SlowChannel(FakeChannel):
+    """Each send takes ``cost`` seconds, as tens of thousands of sends from Python on a busy node do; after
+    ``full_after`` sends the socket stays full for good."""
+
+    def __init__(self, version, alive, cost, full_after=None):
+        super().__init__(version, alive)
+        self.cost, self.full_after = cost, full_after
+
+    def send(self, packet, ip):
+        if self.full_after is not None and len(self.sent) >= self.full_after:
+            raise BlockingIOError()
+        time.sleep(self.cost)
+        super().send(packet, ip)
+
+
+def test_sweep_gives_every_probe_its_timeout_however_long_sending_takes():
+    targets = ["10.5.%d.%d" % (index // 200, index % 200) for index in range(300)]
+    result = poke.sweep(targets, timeout=0.2, channel_factory=lambda version: SlowChannel(version, set(targets[30:]), 0.002))
+    # Sending takes about 0.6 s, three timeouts: probes that left after the first 0.2 s still count.
+    assert len(result["reachable"]) == 270
+    assert [entry["reason"] for entry in result["unreachable"]] == ["timeout"] * 30
+    assert result["duration_s"] >= 0.2
+
+
+def test_sweep_gives_up_on_a_socket_that_stays_full():
+    targets = ["10.6.0.%d" % index for index in range(1, 41)]
+    result = poke.sweep(targets, timeout=0.2, channel_factory=lambda version: SlowChannel(version, set(targets), 0, 10))
+    assert len(result["reachable"]) == 10
+    assert {entry["reason"] for entry in result["unreachable"]} == {"unsent"}
+    assert result["duration_s"] < 5
+
+
 def test_sweep_mtu_probe_finds_black_hole_and_sets_df_only_there():
     factory, made = fake_factory({"10.4.0.1", "10.4.0.2"}, path_mtu=1400)
     result = poke.sweep(["10.4.0.1", "10.4.0.2", "10.4.0.3"], timeout=0.2, mtu_probe=1500,
