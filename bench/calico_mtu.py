@@ -2,7 +2,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Benchmark of the calico_mtu fix on the lab (root, lab cluster up).
 
-    .venv/bin/python bench/calico_mtu.py [--pods 40] [--real-pods 12] [--right-share 0.75] [--rewrites 5] [--interval 1]
+    .venv/bin/python bench/calico_mtu.py [--pods 40] [--real-pods 12] [--right-share 0.75] [--wrong-together]
+                                         [--pdb] [--rewrites 5] [--interval 1]
 
 1. Pods restarted and seconds until every workload is Ready again, both ways executed.
    Each run gets a fresh namespace holding, on one node, ``--pods`` pods owned by
@@ -10,11 +11,17 @@
    replicas, all pinned to the node), a ``calico-node`` DaemonSet pod and a host-network
    DaemonSet pod (``ip-masq-agent``), as on every real node. ``--right-share`` of the pods
    with a veth of their own already have their host-side veth (``cali`` + sha1("ns.pod")[:11])
-   at the right MTU, the others at the MTU of before. Then, timed from the start of the action:
+   at the right MTU, the others at the MTU of before: spread at random over the workloads,
+   or with ``--wrong-together`` the first pods by name (the StatefulSet, then one Deployment
+   after the other), which shows whether a workload loses several pods at once. Then, timed
+   from the start of the action:
 
    - ours: the calico_mtu agent (``agent calico_mtu --once``, a real process, with the
      role's RBAC through a ServiceAccount token) makes one pass: it fixes the conflist and
-     evicts, one at a time, the pods whose veth has another MTU;
+     evicts, one at a time, the pods whose veth has another MTU. With ``--pdb`` every
+     Deployment and StatefulSet has a PodDisruptionBudget (maxUnavailable 1); a refused
+     eviction waits for a later pass, so the agent then runs every second until the last
+     wrong-MTU pod is gone (the seed's deletes do not ask the budgets);
    - the seed's way (seeds/000): the conflist is fixed, then ``kubectl delete pod``, one
      pod after the other as its script does, of every pod on the node except those named
      ``calico-node-*`` (host-network pods included). Only the run's own namespace is
@@ -35,8 +42,11 @@
    and the lab's CNI, which names the veths the Calico way and gives every new pod MTU 1500)
    the right MTU is 1500 (the agent runs with ``--encapsulation none`` on the node's 1500-byte
    eth0) and the pods of before have their veth set to 1450. The agent reads the node's links
-   through a sysfs mounted from inside its network namespace. A table prints each figure and
-   the ratio seed/ours.
+   through a sysfs mounted from inside its network namespace. A table prints, per way: the pods
+   on the node, those at the wrong MTU, the pods restarted, the seconds the action took and
+   until all was Ready, the most pods unready at once; then the ratio seed/ours of the pods
+   restarted and of the seconds until all Ready. Exit status 1 when ours did not evict and restart
+   exactly the wrong-MTU pods, each once, or left one at a wrong MTU.
 2. Repair time: the agent runs continuously; the CNI config is rewritten without an
    MTU (what install-cni does when calico-node starts) ``--rewrites`` times, and the
    seconds until the file carries the MTU again are measured.
@@ -294,6 +304,8 @@ class Run:
         self.expected = self.pods + 2
         self.right, self.wrong = (REAL_RIGHT_MTU, REAL_WRONG_MTU) if self.real else (RIGHT_MTU, WRONG_MTU)
         self.result = None
+        self.refused = 0
+        self.evicted = []
 
     def setup(self):
         bench = self.bench
@@ -304,10 +316,26 @@ class Run:
                   "daemonset": bench.apps.create_namespaced_daemon_set}
         for kind, body in workloads(self.node, self.pods):
             create[kind](self.namespace, body)
+        if bench.args.pdb:
+            for kind, body in workloads(self.node, self.pods):
+                if kind != "daemonset":
+                    bench.policy.create_namespaced_pod_disruption_budget(self.namespace, {
+                        "metadata": {"name": body["metadata"]["name"]},
+                        "spec": {"maxUnavailable": 1, "selector": body["spec"]["selector"]}})
         pods = wait_all_ready(bench.core, bench.apps, self.namespace, self.expected)
+        if bench.args.pdb:
+            deadline = time.monotonic() + READY_TIMEOUT
+            while any(not item.status.disruptions_allowed
+                      for item in bench.policy.list_namespaced_pod_disruption_budget(self.namespace).items):
+                if time.monotonic() > deadline:
+                    raise SystemExit("the PodDisruptionBudgets of %s allow no disruption" % self.namespace)
+                time.sleep(0.5)
         with_veth = sorted(p.metadata.name for p in pods if own_veth(p))
-        wrong = set(random.Random(15).sample(with_veth, len(with_veth) - int(round(len(with_veth) * bench.args.right_share))))
+        count = len(with_veth) - int(round(len(with_veth) * bench.args.right_share))
+        # Spread at random over the workloads, or (--wrong-together) the first pods by name: whole workloads.
+        wrong = set(with_veth[:count] if bench.args.wrong_together else random.Random(15).sample(with_veth, count))
         self.wrong_count = len(wrong)
+        self.wrong_uids = {p.metadata.uid for p in pods if p.metadata.name in wrong}
         if self.real:
             self.netns = bench.topology.netns(self.node)
             veths = {bench.veth_name(name, self.namespace): name for name in with_veth}
@@ -335,14 +363,36 @@ class Run:
         bench = self.bench
         sys_dir = os.path.join(bench.work, "sys-%s-%s" % (self.way, self.kind))
         os.mkdir(sys_dir)
-        args = ["--path", self.conflist, "--once", "--eviction-timeout", "60"]
+        args = ["--path", self.conflist, "--eviction-timeout", "60"]
         if self.real:
             args += ["--encapsulation", "none"]
         env = dict(bench.env, NODE_NAME=self.node)
-        done = subprocess.run(agent_argv(self.netns, sys_dir, *args), env=env, capture_output=True, text=True,
-                              timeout=900, check=True)
-        self.log = done.stdout
-        return sum(" evicted pod " in line for line in done.stdout.splitlines())
+        if not bench.args.pdb:
+            done = subprocess.run(agent_argv(self.netns, sys_dir, *args, "--once"), env=env, capture_output=True,
+                                  text=True, timeout=900, check=True)
+            self.log = done.stdout
+        else:
+            # A refused eviction waits for a later pass: the agent runs every second until the last wrong-MTU pod is gone.
+            log_path = os.path.join(bench.work, "agent-%s-%s.log" % (self.way, self.kind))
+            with open(log_path, "w", encoding="utf-8") as log:
+                agent = subprocess.Popen(agent_argv(self.netns, sys_dir, *args, "--interval", "1"), env=env, stdout=log,
+                                         stderr=subprocess.STDOUT)
+            try:
+                deadline = time.monotonic() + READY_TIMEOUT
+                while self.wrong_uids & {p.metadata.uid for p in bench.core.list_namespaced_pod(self.namespace).items}:
+                    if time.monotonic() > deadline or agent.poll() is not None:
+                        raise SystemExit("the agent left wrong-MTU pods in %s" % self.namespace)
+                    time.sleep(0.2)
+            finally:
+                agent.terminate()
+                agent.wait(timeout=30)
+            with open(log_path, encoding="utf-8") as log:
+                self.log = log.read()
+        lines = self.log.splitlines()
+        self.refused = sum("eviction refused by a PodDisruptionBudget" in line for line in lines)
+        self.evicted = [line.split(' pod="', 1)[1].split('"', 1)[0] for line in lines
+                        if " evicted pod " in line and " evicted pod still terminating" not in line]
+        return len(self.evicted)
 
     def act_seed(self):
         """The seed's script: the MTU into the conflist, then ``kubectl delete pod`` of every pod on the node
@@ -384,7 +434,8 @@ class Run:
         after = {p.metadata.uid for p in pods}
         self.result = {
             "kind": self.kind, "way": self.way, "node": self.node, "pods_on_node": len(before),
-            "pods_at_wrong_mtu": self.wrong_count, "acted_on": acted,
+            "pods_at_wrong_mtu": self.wrong_count, "acted_on": acted, "evictions_refused_by_pdb": self.refused,
+            "evicted": self.evicted,
             "pods_restarted": len(before - after), "pods_recreated": len(after - before),
             "action_seconds": round(action, 2), "seconds_until_all_ready": round(ready, 2),
             "most_pods_unready_at_once": sampler.most, "most_of_one_workload_unready_at_once": sampler.most_of_one,
@@ -441,6 +492,10 @@ def main():
     parser.add_argument("--pods", type=int, default=40, help="controller-owned pods per KWOK run")
     parser.add_argument("--real-pods", type=int, default=12, help="controller-owned pods per real-node run (0: none)")
     parser.add_argument("--right-share", type=float, default=0.75)
+    parser.add_argument("--pdb", action="store_true",
+                        help="a PodDisruptionBudget (maxUnavailable 1) per Deployment and StatefulSet; ours runs until done")
+    parser.add_argument("--wrong-together", action="store_true",
+                        help="the wrong-MTU pods are the first by name (whole workloads), not spread at random")
     parser.add_argument("--rewrites", type=int, default=5)
     parser.add_argument("--interval", type=float, default=1.0)
     args = parser.parse_args()
@@ -454,7 +509,7 @@ def main():
     config.load_kube_config(config_file=KUBECONFIG, client_configuration=configuration)
     api = client.ApiClient(configuration)
     core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
-    bench.core, bench.apps = core, client.AppsV1Api(api)
+    bench.core, bench.apps, bench.policy = core, client.AppsV1Api(api), client.PolicyV1Api(api)
     bench.veth_name = calico_veth_name
     bench.kubectl = os.path.join(realnodes.CACHE, "bin", "kube-%s" % images.versions()["KUBE_VERSION"], "kubectl")
     bench.prefix = "bench-mtu-" + uuid.uuid4().hex[:6]
@@ -554,7 +609,7 @@ def main():
                       "agent_interval_seconds": args.interval, "repair_seconds": [round(value, 3) for value in repairs],
                       "repair_seconds_median": round(statistics.median(repairs), 3),
                       "repair_seconds_max": round(max(repairs), 3)}))
-    ours_right = all(row["pods_restarted"] == row["pods_at_wrong_mtu"] and row["wrong_mtu_left"] == 0
+    ours_right = all(row["pods_restarted"] == row["acted_on"] == row["pods_at_wrong_mtu"] and row["wrong_mtu_left"] == 0
                      for row in results if row["way"] == "ours")
     return 0 if ours_right else 1
 
