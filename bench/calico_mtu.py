@@ -554,6 +554,8 @@ def main():
                     run.setup()
                     results.append(run.measure())
                     print("%s: %s" % (run.namespace, json.dumps(run.result)), flush=True)
+                    if way == "ours" and run.result["acted_on"] != run.result["pods_restarted"]:
+                        print("the agent's log of that run:\n" + run.log, flush=True)
                     delete_namespace(core, run.namespace)
 
             # 2. seconds from a rewrite to its repair
