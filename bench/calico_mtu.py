@@ -11,8 +11,8 @@
    replicas, all pinned to the node), a ``calico-node`` DaemonSet pod and a host-network
    DaemonSet pod (``ip-masq-agent``), as on every real node. ``--right-share`` of the pods
    with a veth of their own already have their host-side veth (``cali`` + sha1("ns.pod")[:11])
-   at the right MTU, the others at the MTU of before: spread at random over the workloads,
-   or with ``--wrong-together`` the first pods by name (the StatefulSet, then one Deployment
+   at the right MTU, the others at the MTU of before: spread at random over the workloads
+   (a fixed seed: the same positions by name in every run of that size), or with ``--wrong-together`` the first pods by name (the StatefulSet, then one Deployment
    after the other), which shows whether a workload loses several pods at once. Then, timed
    from the start of the action:
 
