@@ -12,9 +12,10 @@
    DaemonSet pod (``ip-masq-agent``), as on every real node. ``--right-share`` of the pods
    with a veth of their own already have their host-side veth (``cali`` + sha1("ns.pod")[:11])
    at the right MTU, the others at the MTU of before: spread at random over the workloads
-   (a fixed seed: the same positions by name in every run of that size), or with ``--wrong-together`` the first pods by name (the StatefulSet, then one Deployment
-   after the other), which shows whether a workload loses several pods at once. Then, timed
-   from the start of the action:
+   (a fixed seed: the same positions by name in every run of that size), or with
+   ``--wrong-together`` the first pods by name (the StatefulSet, then one Deployment after
+   the other), which shows whether a workload loses several pods at once. Then, timed from
+   the start of the action:
 
    - ours: the calico_mtu agent (``agent calico_mtu --once``, a real process, with the
      role's RBAC through a ServiceAccount token) makes one pass: it fixes the conflist and
