@@ -296,6 +296,8 @@ class Unavailable(threading.Thread):
 # ---------------------------------------------------------------------------
 
 class Run:
+    """One way (ours or seed) on one kind of node (kwok or real), in a namespace of its own."""
+
     def __init__(self, bench, kind, way):
         self.bench, self.kind, self.way = bench, kind, way
         self.namespace = "%s-%s-%s" % (bench.prefix, way, kind)
@@ -307,6 +309,8 @@ class Run:
         self.result = None
         self.refused = 0
         self.evicted = []
+        self.netns = self.cni = self.conflist = self.log = None
+        self.wrong_count, self.wrong_uids = 0, set()
 
     def setup(self):
         bench = self.bench
@@ -446,12 +450,14 @@ class Run:
 
 
 class Bench:
+    """What every run shares: the options, the API clients, the lab, the agent's environment."""
+
     def __init__(self, args):
         self.args = args
-        self.namespaces = []
-        self.lab = None
-        self.real_node = None
-        self.topology = None
+        self.namespaces = []  # every namespace created, deleted at the end
+        self.lab = self.real_node = self.topology = None
+        self.core = self.apps = self.policy = None
+        self.veth_name = self.kubectl = self.prefix = self.work = self.env = None
 
 
 def real_node_of(core):
