@@ -19,7 +19,8 @@ nothing behind the address, not a firewall).
    against the seed's loop (``ping -c 1 -w 1`` per pod, one after another) at each of
    ``--sizes``, 10% dead. The seed loop is run in full up to ``--seed-full`` targets
    (default 1,000: its answering pods, then its dead ones); larger sizes are
-   extrapolated from the per-pod times of that run, and the output says so.
+   extrapolated from the per-pod times of that run, and the output says so. "unsent"
+   counts targets whose echo request never left (reported unreachable all the same).
 2. The agent at scale (issue part 1): ``--pods`` pod objects (default 50,000) in a
    namespace of our own, bound to Node objects we create and KWOK does not manage
    (the pods tolerate every taint, so nothing evicts them), status Running with the
@@ -28,7 +29,8 @@ nothing behind the address, not a firewall).
    poker namespace's loopback) lists and watches them and sweeps every ``--interval``
    seconds; per sweep we read its log line (targets, answered, duration), its RSS and
    peak RSS (/proc/<pid>/status VmRSS, VmHWM) and its CPU time (/proc/<pid>/stat).
-   Goals: sweep <= timeout + 10%, RSS <= 64 MiB. The seed's way at that size: one full
+   Goals: sweep <= timeout + 10%, RSS <= 64 MiB. Creating 50,000 pods takes minutes (about
+   30 a second on a loaded 2-core lab: two writes per pod). The seed's way at that size: one full
    LIST of every pod (time and bytes, measured) every 5 s per node, and sequential pings
    (extrapolated from part 1's per-pod times).
 3. API load (issue part 2): for each N of ``--api-agents`` (default 10, 100, 1,000), N
@@ -610,8 +612,9 @@ def report_agent(samples, pods, create_s, seed_list, sweeps, args):
     sys.stdout.flush()
 
 
-def report_api(baseline, rows, args):
-    base_counts, base_seconds = baseline
+def report_api_header(baseline, args):
+    """Part 2's header; each N's row follows as soon as it is measured."""
+    base_seconds = baseline[1]
     print("Part 2 - pod API requests per minute, measured by the API server: LIST = apiserver_request_total, WATCH started ="
           " WATCHes ended + change of apiserver_longrunning_requests; baseline (lab's own clients, %.0f s) subtracted"
           % base_seconds)
@@ -622,29 +625,36 @@ def report_api(baseline, rows, args):
         "ratio", "ratio", "RSS/PSS"))
     print("%6s %7s %8s %10s %10s %10s %10s %9s %9s %9s %9s %10s" % (
         "", "", "", "", "(all)", "steady", "per agent", "(all)", "", "overall", "steady", "MiB"))
-    for agents, seed in rows:
-        startup = sum(agents["startup"].get((verb, "namespace"), 0) for verb in ("LIST", "WATCH"))
-        steady = sum(agents["steady"].values())
-        overall = sum(agents["overall"].values())
-        seed_total = sum(seed["rates"].values())
-        count = max(1, agents["agents"])
-        per_loop = seed_total / max(1, seed["loops"])
+    sys.stdout.flush()
 
-        def ratio(ours):
-            return "%8.0fx" % (per_loop / ours) if ours > 0 else "%9s" % "no req"
 
-        print("%6d %7d %8.0f %10.0f %10.2f %10.4f %10.4f %9.1f %9.2f %s %s %4.0f/%-4.0f" % (
-            seed["loops"], agents["agents"], agents["startup_s"], startup, steady, steady / count, overall / count,
-            seed_total, per_loop, ratio(overall / count), ratio(steady / count), agents["rss"], agents["pss"]))
-        if agents["skipped"] or agents["alive"] < agents["agents"] or agents["ready"] < agents["agents"]:
-            print("       (N=%d: %d not started for memory, %d said started, %d still running at the end)"
-                  % (seed["loops"], agents["skipped"], agents["ready"], agents["alive"]))
-        if seed["errors"]:
-            print("       (seed N=%d: %d LISTs failed, e.g. %s)" % (seed["loops"], seed["errors"], seed["first_error"]))
-    print("start req: LIST+WATCH started while the agents started; steady/min: all agents' requests per minute in a %.0f s"
+def report_api_row(agents, seed):
+    startup = sum(agents["startup"].get((verb, "namespace"), 0) for verb in ("LIST", "WATCH"))
+    steady = sum(agents["steady"].values())
+    overall = sum(agents["overall"].values())
+    seed_total = sum(seed["rates"].values())
+    count = max(1, agents["agents"])
+    per_loop = seed_total / max(1, seed["loops"])
+
+    def ratio(ours):
+        return "%8.0fx" % (per_loop / ours) if ours > 0 else "%9s" % "no req"
+
+    print("%6d %7d %8.0f %10.0f %10.2f %10.4f %10.4f %9.1f %9.2f %s %s %4.0f/%-4.0f" % (
+        seed["loops"], agents["agents"], agents["startup_s"], startup, steady, steady / count, overall / count,
+        seed_total, per_loop, ratio(overall / count), ratio(steady / count), agents["rss"], agents["pss"]))
+    if agents["skipped"] or agents["alive"] < agents["agents"] or agents["ready"] < agents["agents"]:
+        print("       (N=%d: %d not started for memory, %d said started, %d still running at the end)"
+              % (seed["loops"], agents["skipped"], agents["ready"], agents["alive"]))
+    if seed["errors"]:
+        print("       (seed N=%d: %d LISTs failed, e.g. %s)" % (seed["loops"], seed["errors"], seed["first_error"]))
+    sys.stdout.flush()
+
+
+def report_api_footer(args):
+    print("start L+W: LIST+WATCH started while the agents started; steady/min: all agents' requests per minute in a %.0f s"
           " window after they all started; overall/min and per agent: from the first start to the window's end."
           " A watch is renewed every 300 s, so a window shorter than that may see few or no renewals."
-          " ratio = seed requests per loop per minute / agent requests per agent per minute (overall)."
+          " ratio = seed requests per loop per minute / agent requests per agent per minute (overall, steady)."
           " RSS/PSS: MiB per agent (mean of up to 20)." % args.api_window)
     sys.stdout.flush()
 
@@ -700,14 +710,13 @@ def main():
             objects.create_pods(objects.api_namespace, None, args.api_pods)
             say("baseline window %.0fs" % args.baseline_window)
             baseline = window(objects, args.baseline_window)
-            rows = []
+            report_api_header(baseline, args)
             for count in (int(size) for size in args.api_agents.split(",")):
                 say("%d agents" % count)
                 agents = bench_api_size(objects, count, args, baseline)
                 say("%d seed loops" % count)
-                seed = bench_seed_size(objects, count, args, baseline)
-                rows.append((agents, seed))
-            report_api(baseline, rows, args)
+                report_api_row(agents, bench_seed_size(objects, count, args, baseline))
+            report_api_footer(args)
     finally:
         objects.close()
 
