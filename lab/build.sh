@@ -128,9 +128,13 @@ build_images() {
 
 components=("$@")
 [ ${#components[@]} -gt 0 ] || components=(etcd kwok kube images promtool)
+mkdir -p "$cache"
 for name in "${components[@]}"; do
   case $name in
-    etcd|kwok|kube|images|promtool) "build_$name" ;;
+    # One build of a component at a time per cache: two checkouts starting labs at once (make test
+    # beside make bench) would otherwise build into the same work folder; the second waits for that
+    # component only, then finds its .ok mark. A lab that needs no promtool never waits for one.
+    etcd|kwok|kube|images|promtool) ( flock 9; "build_$name" ) 9>"$cache/build-$name.lock" ;;
     *) echo "unknown component $name: expected etcd, kwok, kube, images or promtool" >&2; exit 2 ;;
   esac
 done
