@@ -263,10 +263,13 @@ class KubeClient:
 def evict_in_turn(client, pods, timeout, sleep, clock, report):
     """Evict ``pods`` (dicts with namespace, name, uid) one at a time, waiting for each to go.
 
-    One at a time so a workload never loses more than one pod to us at once, and by
-    eviction so PodDisruptionBudgets hold. ``report(outcome, pod)`` is called once per
-    pod with EVICTED, BLOCKED, GONE or STILL_TERMINATING. ``sleep(seconds)`` returns
-    True when the caller is stopping; the pods not reached then are left out.
+    By eviction, so PodDisruptionBudgets hold: a workload's budget is what keeps it
+    available, since a pod gone is not its replacement Ready, and without a budget the
+    next pod of the same workload may be evicted before that. One at a time so we never
+    have more than one eviction of ours in flight. ``report(outcome, pod)`` is called
+    once per pod with EVICTED, BLOCKED, GONE or STILL_TERMINATING. ``sleep(seconds)``
+    returns True when the caller is stopping: a pod whose wait that cuts short counts as
+    EVICTED (the eviction stands), and the pods not reached are left out.
     Returns ``{outcome: [pod, ...]}``.
     """
     outcomes = {EVICTED: [], BLOCKED: [], GONE: [], STILL_TERMINATING: []}
@@ -274,11 +277,15 @@ def evict_in_turn(client, pods, timeout, sleep, clock, report):
         if sleep(0):
             break
         outcome = client.evict(pod["namespace"], pod["name"], uid=pod["uid"])
+        stopping = False
         if outcome == EVICTED and not client.wait_pod_gone(pod["namespace"], pod["name"], pod["uid"],
                                                            timeout, sleep, clock):
-            outcome = STILL_TERMINATING
+            stopping = sleep(0)
+            outcome = EVICTED if stopping else STILL_TERMINATING
         outcomes[outcome].append(pod)
         report(outcome, pod)
+        if stopping:
+            break
     return outcomes
 
 

@@ -238,6 +238,36 @@ def test_eviction_carries_the_uid_and_spares_a_pod_recreated_under_the_name(node
     assert client.pods[("default", "web-0")]["metadata"]["uid"] == "uid-web-0-new"
 
 
+def test_a_stop_during_the_wait_is_no_timeout(node):
+    """Stopped while a pod it evicted is terminating: that pod counts as evicted (not 'still terminating'
+    after a wait that never ran its course) and the next pod is not evicted."""
+    node.add_link(veth_name("default", "a"), 1500)
+    node.add_link(veth_name("default", "b"), 1500)
+
+    class Lingering(FakeClient):
+        def request(self, method, path, query=None, body=None):
+            if method == "POST":
+                self.calls.append(("evict", path))
+                return {}  # accepted; the pod stays
+            return super().request(method, path, query, body)
+
+    client = Lingering([pod("a"), pod("b")])
+    agent = make_agent(node, client)
+    stale = agent.stale_pods(1440)
+    reports = []
+    stop_at = [None]
+
+    def sleep(seconds):
+        if seconds and stop_at[0] is None:
+            stop_at[0] = len(client.calls)  # the first real pause of the wait: the agent is told to stop
+        return stop_at[0] is not None
+
+    outcomes = mtu_agent.evict_in_turn(client, stale, 60, sleep, agent.clock, lambda outcome, p: reports.append((outcome, p["name"])))
+    assert reports == [("evicted", "a")]
+    assert [p["name"] for p in outcomes["evicted"]] == ["a"] and not outcomes["still terminating"]
+    assert [call for call in client.calls if call[0] == "evict"] == [("evict", "/api/v1/namespaces/default/pods/a/eviction")]
+
+
 def test_stale_pods_from_a_reported_interface_list():
     """Host delivery knows the node's wrong interfaces from the module's result, not from /sys."""
     pods = [pod("a"), pod("b"), pod("host", spec={"hostNetwork": True})]
