@@ -191,6 +191,9 @@ def _quoted_error(version, destination, inner, reason, mtu):
 # --------------------------------------------------------------------------- targets
 
 
+BROADCAST_V4 = ipaddress.IPv4Address("255.255.255.255")
+
+
 def parse_targets(raw):
     """Validated targets from strings or dicts (``ip`` plus optional ``name``, ``namespace``, ``node``).
 
@@ -211,7 +214,7 @@ def parse_targets(raw):
         except ValueError:
             bad.append("%r is not an IP address" % (value,))
             continue
-        if address.is_multicast or address.is_unspecified or (address.version == 4 and address == ipaddress.IPv4Address("255.255.255.255")):
+        if address.is_multicast or address.is_unspecified or address == BROADCAST_V4:
             bad.append("%r is not a unicast address" % (value,))
             continue
         unknown = sorted(set(fields) - {"ip", "name", "namespace", "node"})
@@ -399,7 +402,9 @@ class Matcher:
         if message["ident"] != self.idents.get(version):
             return None
         ip = message["destination"] if message["kind"] == "error" else source
-        probe = self.by_key.get((str(ipaddress.ip_address(ip.split("%")[0])), message["sequence"]))
+        if version == 6:  # the kernel's text of an IPv6 address may differ from ours (scope, mapped IPv4)
+            ip = str(ipaddress.ip_address(ip.split("%")[0]))
+        probe = self.by_key.get((ip, message["sequence"]))
         if probe is None or probe.sent_at is None or probe.answered_at is not None or probe.error:
             return None
         if message["kind"] == "reply" and message["payload"] != probe.packet[ICMP_HEADER:]:
