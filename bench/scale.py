@@ -192,7 +192,7 @@ def main(argv=None):
             if previous:
                 request_ratio = total / previous[3] if previous[3] else float("nan")
                 ratios = "%11.1f %11.2f %10.2f %11.2f" % (size / float(previous[0]), seconds / previous[1],
-                                                         cpu / previous[2], request_ratio)
+                                                          cpu / previous[2], request_ratio)
             print("%-8s %7d %9.1f %10.1f %10.0f %s" % (mode, size, seconds, cpu, total, ratios))
             previous = (size, seconds, cpu, total)
         at_goal = [seconds for size, row_mode, seconds, *_rest in rows if row_mode == mode and size == GOAL_NODES]

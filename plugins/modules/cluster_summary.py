@@ -155,8 +155,8 @@ def run_module(params, client):
     if params["count_pods"]:
         result["pod_count"] = client.count(pods_path())
     if params["pod_selector"] is not None:
-        result["pods"] = [pod_summary(pod) for pod in client.items(pods_path(), params["page_size"],
-                                                                  labelSelector=params["pod_selector"])]
+        pods = client.items(pods_path(), params["page_size"], labelSelector=params["pod_selector"])
+        result["pods"] = [pod_summary(pod) for pod in pods]
     return result
 
 

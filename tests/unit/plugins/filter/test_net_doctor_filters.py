@@ -107,8 +107,8 @@ def test_calico_expectations(pools, expected):
     ({"nodes": "n1"}, "nodes must be a list"),
     ({"nodes": [node("n1", ["10.244.1.1/24"], "192.168.1.11")]}, "'10.244.1.1/24'"),
     ({"nodes": [{"spec": {}}]}, "lacks 'name'"),
-        ({"nodes": [], "pod_count": "7"}, "pod_count must be a number of pods, got '7'"),
-        ({"nodes": [], "pod_count": -1}, "got -1"),
+    ({"nodes": [], "pod_count": "7"}, "pod_count must be a number of pods, got '7'"),
+    ({"nodes": [], "pod_count": -1}, "got -1"),
 ])
 def test_cluster_bad_input_names_it(api, message):
     with pytest.raises(AnsibleFilterError, match=message):
