@@ -103,6 +103,8 @@ lint: venv collection ## ansible-lint (production profile) and yamllint
 
 changelog: venv collection ## CHANGELOG.rst for the version in galaxy.yml, from every fragment (run after adding one)
 	# The version is not out yet: its notes are rebuilt from every fragment and every plugin and role of that version_added.
+	# Fragments are checked first: a bad one would otherwise fail the rebuild after the release was taken out.
+	$(BIN)/antsibull-changelog lint
 	$(BIN)/python -c 'import sys, yaml; p = "changelogs/changelog.yaml"; d = yaml.safe_load(open(p)); d["releases"].pop(sys.argv[1], None); yaml.safe_dump(d, open(p, "w"), sort_keys=True)' "$$(sed -n 's/^version: //p' galaxy.yml)"
 	$(BIN)/antsibull-changelog release --reload-plugins
 
