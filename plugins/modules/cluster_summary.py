@@ -10,8 +10,9 @@ version_added: 0.1.0
 description:
   - Lists the cluster's Nodes a page at a time and returns what reports and checks read of each (name, Ready, pod
     CIDRs, InternalIPs, kubelet version), a few hundred bytes per node instead of the several kilobytes of a whole
-    Node object. At 5,000 nodes that is about 1 MB handed to Ansible instead of about 25 MB, which is where
-    C(kubernetes.core.k8s_info) of every node spends its time.
+    Node object (140 bytes against 2.2 kB for the lab's bare KWOK nodes; real nodes also list their images). At 5,000
+    nodes that is under 1 MB handed to Ansible instead of 11 MB to tens of MB, which is where C(kubernetes.core.k8s_info)
+    of every node spent its time (the report took over 11 minutes at 5,000 nodes, 43 s with this module).
   - With O(count_pods), also counts the cluster's pods with one request (the server's C(remainingItemCount)) instead
     of listing them all.
   - With O(pod_selector), also returns the pods matching that label selector, in all namespaces, in short (node,
