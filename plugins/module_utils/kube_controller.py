@@ -50,8 +50,17 @@ class ControllerClient(KubeClient):
             response = self.api.request(method, path, body=body, query_params=list((query or {}).items()),
                                         serialize=False)
         except ApiException as exc:
+            # As kube_lite does: the API server's Status message says who may not do what.
             status = exc.status or 0
-            raise KubeError("%s %s: %s %s" % (method, path, status, exc.reason), status=status) from None
+            try:
+                status_body = json.loads(exc.body or b"{}")
+            except ValueError:
+                status_body = {}
+            if not isinstance(status_body, dict):
+                status_body = {}
+            message = status_body.get("message") or exc.reason
+            raise KubeError("%s %s: %s %s" % (method, path, status, message), status=status,
+                            reason=status_body.get("reason", ""), body=status_body) from None
         return json.loads(response.data or b"{}")
 
 
