@@ -23,7 +23,7 @@ import time
 
 from ansible_collections.netmend.k8s.plugins.module_utils import agent
 from ansible_collections.netmend.k8s.plugins.module_utils import poke
-from ansible_collections.netmend.k8s.plugins.module_utils.kube_lite import KubeClient, KubeError, pods_path
+from ansible_collections.netmend.k8s.plugins.module_utils.kube_lite import KubeClient, KubeError, condition_status, pods_path
 
 FIX = "pod_poke"
 RTT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -130,18 +130,11 @@ class PodFilter:
             return []
         if status.get("phase") not in LIVE_PHASES or metadata.get("deletionTimestamp"):
             return []
-        if self.only_not_ready and is_ready(pod):
+        if self.only_not_ready and condition_status(pod) == "True":
             return []
         addresses = [entry.get("ip") for entry in status.get("podIPs") or []] or [status.get("podIP")]
         return [{"ip": ip, "name": metadata.get("name", ""), "namespace": namespace, "node": spec.get("nodeName", "")}
                 for ip in addresses if ip]
-
-
-def is_ready(pod):
-    for condition in (pod.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Ready":
-            return condition.get("status") == "True"
-    return False
 
 
 # --------------------------------------------------------------------------- target set by watch
