@@ -169,18 +169,25 @@ LOGS := $(BUILD)/logs
 test: prereqs-root sysdeps venv collection ## everything, from nothing: CI runs this
 	rm -rf $(BUILD)/junit $(LOGS)
 	mkdir -p $(LOGS)
+	@date +'== %T unit'
 	$(MAKE) unit
+	@date +'== %T lint'
 	$(MAKE) lint
+	@date +'== %T sanity'
 	$(MAKE) sanity
+	@date +'== %T lab up, then the three streams'
 	# The trap comes first: a lab that fails to start half-way is stopped too. Its output goes to a log
 	# (shown only when stopping fails) so the last lines of a run are the failures and the totals.
 	trap 'for lab in "" "$(LAB_B)" "$(LAB_C)"; do env $$lab lab/cluster.sh down >> $(LOGS)/down.log 2>&1 || \
 	  { echo "stopping the lab failed: $$lab"; tail -n 20 $(LOGS)/down.log; }; done' EXIT; \
 	  lab/cluster.sh up && $(LAB_B) lab/cluster.sh up && $(LAB_C) lab/cluster.sh up || exit 1; \
-	  $(MAKE) lab-test LAB_TESTS="$(LAB_TESTS_1)" LAB_JUNIT=lab-1 > $(LOGS)/lab-1.log 2>&1 & one=$$!; \
-	  $(LAB_B) $(MAKE) lab-test LAB_TESTS="$(LAB_TESTS_2)" LAB_JUNIT=lab-2 > $(LOGS)/lab-2.log 2>&1 & two=$$!; \
-	  { $(LAB_C) $(MAKE) lab-test LAB_TESTS="$(LAB_TESTS_3)" LAB_JUNIT=lab-3 && \
-	    $(LAB_C) $(MAKE) awx-test && $(LAB_C) $(MAKE) molecule && $(LAB_C) $(MAKE) site; } > $(LOGS)/jobs.log 2>&1 & three=$$!; \
+	  start=$$(date +%s); took() { echo "== $$1 ended after $$(( $$(date +%s) - start )) s"; }; \
+	  date +'== %T streams start'; \
+	  { rc=0; $(MAKE) lab-test LAB_TESTS="$(LAB_TESTS_1)" LAB_JUNIT=lab-1 || rc=$$?; took lab-1; exit $$rc; } > $(LOGS)/lab-1.log 2>&1 & one=$$!; \
+	  { rc=0; $(LAB_B) $(MAKE) lab-test LAB_TESTS="$(LAB_TESTS_2)" LAB_JUNIT=lab-2 || rc=$$?; took lab-2; exit $$rc; } > $(LOGS)/lab-2.log 2>&1 & two=$$!; \
+	  { $(LAB_C) $(MAKE) lab-test LAB_TESTS="$(LAB_TESTS_3)" LAB_JUNIT=lab-3 && took lab-3 && \
+	    $(LAB_C) $(MAKE) awx-test && took awx && $(LAB_C) $(MAKE) molecule && took molecule && \
+	    $(LAB_C) $(MAKE) site && took site; } > $(LOGS)/jobs.log 2>&1 & three=$$!; \
 	  rc1=0; rc2=0; rc3=0; wait $$one || rc1=$$?; wait $$two || rc2=$$?; wait $$three || rc3=$$?; \
 	  for log in lab-1 lab-2 jobs; do echo "===== $$log"; cat $(LOGS)/$$log.log; done; \
 	  $(BIN)/python lab/summary.py $(BUILD)/junit || true; \
