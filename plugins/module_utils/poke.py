@@ -17,6 +17,7 @@ router's ICMP "fragmentation needed" never comes back.
 """
 from __future__ import annotations
 
+import array
 import errno
 import ipaddress
 import os
@@ -49,6 +50,7 @@ ICMP6_ECHO_REQUEST = 128
 ICMP6_ECHO_REPLY = 129
 
 ICMP_HEADER = 8
+ECHO_REQUEST = {4: bytes([ICMP_ECHO_REQUEST]), 6: bytes([ICMP6_ECHO_REQUEST])}
 IP_HEADER = {4: 20, 6: 40}
 MAX_PAYLOAD = 65507
 SOCKET_BUFFER = 8 * 1024 * 1024
@@ -312,6 +314,8 @@ class IcmpChannel:
                 data = strip_ipv4_header(data)
                 if data is None:
                     continue
+            if data[:1] == ECHO_REQUEST[self.version]:
+                continue  # our own requests, seen again when a target is on this host
             parsed = parse_icmp(self.version, data)
             if parsed is not None:
                 messages.append((address[0], parsed))
@@ -351,63 +355,111 @@ def open_channel(version, socket_factory=socket.socket):
 # --------------------------------------------------------------------------- sweep
 
 
-class Probe:
-    """One echo request: which target, which sequence number, whether it is the DF probe."""
+class Outcome:
+    """What a sweep found, per address, in flat arrays: tens of thousands of targets cost a few MB.
 
-    __slots__ = ("target", "sequence", "mtu_probe", "packet", "sent_at", "answered_at", "error", "mtu")
-
-    def __init__(self, target, sequence, mtu_probe, packet):
-        self.target = target
-        self.sequence = sequence
-        self.mtu_probe = mtu_probe
-        self.packet = packet
-        self.sent_at = None
-        self.answered_at = None
-        self.error = None
-        self.mtu = None
-
-
-def plan_probes(targets, channels, count, size, mtu_probe, token):
-    """Every probe of a sweep in sending order: all small echoes first, then the DF probes.
-
-    Sequence numbers count per target (0..count-1, then ``count`` for the DF
-    probe), which together with the source address identifies each reply.
+    Probe ``k`` of a sweep is target ``k % n`` in round ``k // n``: rounds ``0 .. count-1`` are
+    the small echoes (that number is the echo's sequence number), round ``count`` the DF
+    probe. Every probe of a round carries the same packet, so a sweep builds a handful of
+    packets, not one per probe. ``sent_at`` is 0 until the probe leaves; ``done`` marks a
+    probe answered (or refused); ``errors`` holds the rare ICMP or send errors by probe.
     """
+
+    def __init__(self, addresses, count, mtu_probe):
+        self.addresses = addresses
+        self.count = count
+        self.mtu_probe = mtu_probe
+        self.rounds = count + (1 if mtu_probe else 0)
+        probes = len(addresses) * self.rounds
+        self.sent_at = array.array("d", bytes(8 * probes))
+        self.answered_at = array.array("d", bytes(8 * probes))
+        self.done = bytearray(probes)
+        self.errors = {}  # probe -> (reason, path MTU or None)
+        self.duration = 0.0
+
+    def probes(self, index):
+        """The probe numbers of target ``index``: its small echoes, then its DF probe (if any)."""
+        return range(index, len(self.addresses) * self.rounds, len(self.addresses))
+
+    def small(self, index):
+        """(sent, answered, mean round-trip time in ms or None, first error or None) of the small echoes."""
+        sent = received = 0
+        total = 0.0
+        error = None
+        for probe in self.probes(index)[:self.count]:
+            if self.sent_at[probe]:
+                sent += 1
+            if probe in self.errors:
+                error = error or self.errors[probe][0]
+            elif self.done[probe]:
+                received += 1
+                total += self.answered_at[probe] - self.sent_at[probe]
+        return sent, received, (round(total * 1000.0 / received, 3) if received else None), error
+
+    def reachable(self, index):
+        return any(self.done[probe] and probe not in self.errors for probe in self.probes(index)[:self.count])
+
+    def unreachable(self):
+        """Indices of the targets no small echo of which was answered."""
+        return [index for index in range(len(self.addresses)) if not self.reachable(index)]
+
+    def round_trips(self):
+        """Round-trip times in seconds of every answered small echo."""
+        limit = len(self.addresses) * self.count
+        sent_at, answered_at, errors = self.sent_at, self.answered_at, self.errors
+        return [answered_at[probe] - sent_at[probe] for probe in range(limit)
+                if self.done[probe] and probe not in errors]
+
+    def mtu_result(self, index):
+        """How the DF probe of a reachable target fared: ``passed``, ``blackholed`` (vanished without an
+        ICMP error) or the error it got, with the path MTU reported (None without one)."""
+        probe = self.probes(index)[self.count]
+        if probe in self.errors:
+            reason, mtu = self.errors[probe]
+            return reason, mtu
+        if self.done[probe]:
+            return "passed", None
+        return "blackholed", None
+
+
+def plan_packets(channels, count, size, mtu_probe, token):
+    """The packets of a sweep, per address family: one per round (see Outcome)."""
     small = payload_for(size, token)
-    probes = []
-    for target in targets:
-        channel = channels[family_of(target["ip"])]
-        for sequence in range(count):
-            probes.append(Probe(target, sequence, False,
-                                build_echo_request(channel.version, channel.ident, sequence, small)))
-    if mtu_probe:
-        for target in targets:
-            channel = channels[family_of(target["ip"])]
-            version = channel.version
+    packets = {}
+    for version, channel in channels.items():
+        packets[version] = [build_echo_request(version, channel.ident, sequence, small) for sequence in range(count)]
+        if mtu_probe:
             big = payload_for(mtu_probe - IP_HEADER[version] - ICMP_HEADER, token)
-            probes.append(Probe(target, count, True,
-                                build_echo_request(version, channel.ident, count, big)))
-    return probes
+            packets[version].append(build_echo_request(version, channel.ident, count, big))
+    return packets
 
 
 class Matcher:
-    """Maps received messages to probes by (source ip, identifier, sequence) and checks the payload."""
+    """Maps received messages to probe numbers by (source ip, identifier, sequence) and checks the payload."""
 
-    def __init__(self, probes, channels):
+    def __init__(self, outcome, channels, packets):
+        self.outcome = outcome
         self.idents = {version: channel.ident for version, channel in channels.items()}
-        self.by_key = {(probe.target["ip"], probe.sequence): probe for probe in probes}
+        self.payloads = {version: [packet[ICMP_HEADER:] for packet in rounds] for version, rounds in packets.items()}
+        self.index = {ip: index for index, ip in enumerate(outcome.addresses)}
 
     def match(self, version, source, message):
-        """The probe this message answers (or reports an error for), else None."""
+        """The probe number this message answers (or reports an error for), else None."""
         if message["ident"] != self.idents.get(version):
+            return None
+        sequence = message["sequence"]
+        if sequence >= self.outcome.rounds:
             return None
         ip = message["destination"] if message["kind"] == "error" else source
         if version == 6:  # the kernel's text of an IPv6 address may differ from ours (scope, mapped IPv4)
             ip = str(ipaddress.ip_address(ip.split("%")[0]))
-        probe = self.by_key.get((ip, message["sequence"]))
-        if probe is None or probe.sent_at is None or probe.answered_at is not None or probe.error:
+        index = self.index.get(ip)
+        if index is None:
             return None
-        if message["kind"] == "reply" and message["payload"] != probe.packet[ICMP_HEADER:]:
+        probe = sequence * len(self.outcome.addresses) + index
+        if not self.outcome.sent_at[probe] or self.outcome.done[probe]:
+            return None
+        if message["kind"] == "reply" and message["payload"] != self.payloads[version][sequence]:
             return None
         return probe
 
@@ -425,68 +477,82 @@ def sweep(targets, timeout=1.0, count=1, size=56, dont_fragment=False, mtu_probe
     """
     check_options(timeout, count, size, mtu_probe, rate)
     targets = parse_targets(targets)
+    outcome = probe_addresses([target["ip"] for target in targets], timeout, count, size, dont_fragment, mtu_probe,
+                              rate, channel_factory, clock, poll_factory)
+    return classify(targets, outcome)
+
+
+def probe_addresses(addresses, timeout=1.0, count=1, size=56, dont_fragment=False, mtu_probe=None, rate=None,
+                    channel_factory=open_channel, clock=time.monotonic, poll_factory=select.poll):
+    """``sweep`` without the per-target dicts: ``addresses`` are unique addresses as ``parse_targets`` writes
+    them, the answer an Outcome. For callers that keep many targets (the agent)."""
+    check_options(timeout, count, size, mtu_probe, rate)
     started = clock()
+    outcome = Outcome(addresses, count, mtu_probe)
     channels = {}
     try:
-        for version in sorted({family_of(target["ip"]) for target in targets}):
+        for version in sorted({family_of(ip) for ip in addresses}):
             channels[version] = channel_factory(version)
-        token = os.urandom(8)
-        probes = plan_probes(targets, channels, count, size, mtu_probe, token)
-        _exchange(probes, channels, timeout, dont_fragment, rate, clock, poll_factory)
+        packets = plan_packets(channels, count, size, mtu_probe, os.urandom(8))
+        _exchange(outcome, channels, packets, timeout, dont_fragment, rate, clock, poll_factory)
     finally:
         for channel in channels.values():
             channel.close()
-    return classify(targets, probes, mtu_probe, clock() - started)
+    outcome.duration = clock() - started
+    return outcome
 
 
-def _exchange(probes, channels, timeout, dont_fragment, rate, clock, poll_factory):
-    matcher = Matcher(probes, channels)
+def _exchange(outcome, channels, packets, timeout, dont_fragment, rate, clock, poll_factory):
+    matcher = Matcher(outcome, channels, packets)
     poller = poll_factory()
     by_fd = {}
     for version, channel in channels.items():
         poller.register(channel.fileno(), select.POLLIN)
         by_fd[channel.fileno()] = channel
+    addresses = outcome.addresses
+    targets = len(addresses)
+    total = targets * outcome.rounds
+    sent_at, done, errors = outcome.sent_at, outcome.done, outcome.errors
     start = clock()
-    span = (len(probes) - 1) / rate if rate and probes else 0.0
+    span = (total - 1) / rate if rate and total else 0.0
     deadline = start + span + timeout
-    pending = len(probes)
-    next_index = 0
+    pending = total
+    next_probe = 0
     blocked = set()
     while pending and clock() < deadline:
         now = clock()
-        allowed = len(probes) if not rate else min(len(probes), int((now - start) * rate) + 1)
-        sent_now = 0
-        while next_index < allowed and sent_now < SEND_BATCH:
-            probe = probes[next_index]
-            channel = channels[family_of(probe.target["ip"])]
+        allowed = total if not rate else min(total, int((now - start) * rate) + 1)
+        limit = min(allowed, next_probe + SEND_BATCH)
+        while next_probe < limit:
+            sequence, index = divmod(next_probe, targets)
+            ip = addresses[index]
+            channel = channels[6 if ":" in ip else 4]
             if channel.version in blocked:
                 break
-            channel.set_dont_fragment(probe.mtu_probe or dont_fragment)
+            channel.set_dont_fragment(sequence == outcome.count or dont_fragment)
             try:
-                channel.send(probe.packet, probe.target["ip"])
+                channel.send(packets[channel.version][sequence], ip)
             except (BlockingIOError, InterruptedError):
                 blocked.add(channel.version)
                 poller.modify(channel.fileno(), select.POLLIN | select.POLLOUT)
                 break
             except OSError as exc:
                 # No route, EMSGSIZE from a known smaller path MTU, ...: an answer of sorts, now.
-                probe.sent_at = clock()
-                probe.error = _send_error(exc)
-                if exc.errno == errno.EMSGSIZE:
-                    probe.mtu = _path_mtu(channel, probe.target["ip"])
+                sent_at[next_probe] = clock()
+                done[next_probe] = 1
+                errors[next_probe] = (_send_error(exc), _path_mtu(channel, ip) if exc.errno == errno.EMSGSIZE else None)
                 pending -= 1
             else:
-                probe.sent_at = clock()
+                sent_at[next_probe] = clock()
             # A sender slower than the targets are many pushes the end out: a probe still queued here at the
             # first deadline has not had its timeout, and reporting it unreachable would be a false alarm.
-            deadline = max(deadline, probe.sent_at + timeout)
-            next_index += 1
-            sent_now += 1
+            deadline = max(deadline, sent_at[next_probe] + timeout)
+            next_probe += 1
         if not pending:
             break
         now = clock()
-        if next_index < len(probes) and not blocked:
-            wait = 0.0 if next_index < allowed else min(deadline, start + next_index / rate) - now
+        if next_probe < total and not blocked:
+            wait = 0.0 if next_probe < allowed else min(deadline, start + next_probe / rate) - now
         else:
             wait = deadline - now
         for fd, events in poller.poll(max(0, int(wait * 1000 + 0.999))):
@@ -495,19 +561,19 @@ def _exchange(probes, channels, timeout, dont_fragment, rate, clock, poll_factor
                 blocked.discard(channel.version)
                 poller.modify(fd, select.POLLIN)
             if events & select.POLLIN:
-                pending -= _take(channel, matcher, clock)
+                pending -= _take(channel, matcher, outcome, clock)
 
 
-def _take(channel, matcher, clock):
+def _take(channel, matcher, outcome, clock):
     answered = 0
     for source, message in channel.receive():
         probe = matcher.match(channel.version, source, message)
         if probe is None:
             continue
-        probe.answered_at = clock()
+        outcome.answered_at[probe] = clock()
+        outcome.done[probe] = 1
         if message["kind"] == "error":
-            probe.error = message["reason"]
-            probe.mtu = message["mtu"]
+            outcome.errors[probe] = (message["reason"], message["mtu"])
         answered += 1
     return answered
 
@@ -531,8 +597,8 @@ def _path_mtu(channel, ip):
         return None
 
 
-def classify(targets, probes, mtu_probe, duration):
-    """The sweep's result.
+def classify(targets, outcome):
+    """The sweep's result, a dict per target.
 
     ``reachable``: targets that answered at least one small echo, with the mean
     round-trip time and, with ``mtu_probe``, how the DF probe fared
@@ -542,35 +608,21 @@ def classify(targets, probes, mtu_probe, duration):
     whose DF probe vanished without any ICMP error; ``mtu_limited``: those
     whose DF probe got "fragmentation needed" / "packet too big".
     """
-    per_target = {target["ip"]: [] for target in targets}
-    for probe in probes:
-        per_target[probe.target["ip"]].append(probe)
     reachable, unreachable, blackholed, limited = [], [], [], []
-    for target in targets:
-        small = [probe for probe in per_target[target["ip"]] if not probe.mtu_probe]
-        answered = [probe for probe in small if probe.answered_at is not None and probe.error is None]
+    for index, target in enumerate(targets):
         entry = dict(target)
-        entry["sent"] = sum(1 for probe in small if probe.sent_at is not None)
-        entry["received"] = len(answered)
-        if not answered:
-            reasons = [probe.error for probe in small if probe.error]
-            entry["rtt_ms"] = None
+        entry["sent"], entry["received"], entry["rtt_ms"], error = outcome.small(index)
+        if not entry["received"]:
             # unsent: the socket stayed full (see sweep); not a silent target, so not a timeout
-            entry["reason"] = reasons[0] if reasons else "timeout" if entry["sent"] else "unsent"
+            entry["reason"] = error or ("timeout" if entry["sent"] else "unsent")
             unreachable.append(entry)
             continue
-        rtts = [(probe.answered_at - probe.sent_at) * 1000.0 for probe in answered]
-        entry["rtt_ms"] = round(sum(rtts) / len(rtts), 3)
-        if mtu_probe:
-            big = [probe for probe in per_target[target["ip"]] if probe.mtu_probe][0]
-            if big.answered_at is not None and big.error is None:
-                entry["mtu_probe"] = "passed"
-            elif big.error is None and big.mtu is None:
-                entry["mtu_probe"] = "blackholed"
+        if outcome.mtu_probe:
+            entry["mtu_probe"], mtu = outcome.mtu_result(index)
+            if entry["mtu_probe"] == "blackholed":
                 blackholed.append(dict(entry))
-            else:
-                entry["mtu_probe"] = big.error or "fragmentation needed"
-                entry["path_mtu"] = big.mtu
+            elif entry["mtu_probe"] != "passed":
+                entry["path_mtu"] = mtu
                 limited.append(dict(entry))
         reachable.append(entry)
     return {
@@ -579,5 +631,5 @@ def classify(targets, probes, mtu_probe, duration):
         "unreachable": unreachable,
         "mtu_blackholed": blackholed,
         "mtu_limited": limited,
-        "duration_s": round(duration, 3),
+        "duration_s": round(outcome.duration, 3),
     }

@@ -6,7 +6,7 @@ The seed lists every pod every few seconds on every node, so the API load grows
 with nodes × pods. Here each agent lists once, then follows a watch from that
 resourceVersion (re-listing only when the server answers 410 Gone), and the
 server filters by label and namespace. Every interval (with jitter, so nodes do
-not sweep in step) all targets are pinged at once with ``poke.sweep``; one log
+not sweep in step) all targets are pinged at once with ``poke.probe_addresses``; one log
 line per sweep and one per newly unreachable pod, and Prometheus metrics.
 
 Standard library only: it runs on a stock python image from a ConfigMap.
@@ -14,10 +14,13 @@ Standard library only: it runs on a stock python image from a ConfigMap.
 from __future__ import annotations
 
 import argparse
+import collections
 import http.client
 import http.server
+import ipaddress
 import os
 import re
+import sys
 import threading
 import time
 
@@ -29,6 +32,10 @@ FIX = "pod_poke"
 RTT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 LIVE_PHASES = ("Pending", "Running", "Unknown")
 LIST_PAGE_SIZE = 500
+
+# One pod address to ping. A tuple, with the namespace and node names interned: the agent keeps tens of
+# thousands of them (a dict per target cost about three times the memory).
+Target = collections.namedtuple("Target", "ip namespace name node")
 
 # --------------------------------------------------------------------------- label selectors
 
@@ -117,24 +124,35 @@ class PodFilter:
         return query
 
     def targets(self, pod):
-        """The pod's ping targets (one per pod IP), or [] when the pod is not one of ours."""
+        """The pod's ping targets (Target, one per pod IP), or () when the pod is not one of ours."""
         metadata = pod.get("metadata") or {}
         spec = pod.get("spec") or {}
         status = pod.get("status") or {}
         namespace = metadata.get("namespace", "")
         if self.namespaces and namespace not in self.namespaces:
-            return []
+            return ()
         if namespace in self.exclude_namespaces:
-            return []
+            return ()
         if not selector_matches(self.requirements, metadata.get("labels") or {}):
-            return []
+            return ()
         if status.get("phase") not in LIVE_PHASES or metadata.get("deletionTimestamp"):
-            return []
+            return ()
         if self.only_not_ready and condition_status(pod) == "True":
-            return []
+            return ()
         addresses = [entry.get("ip") for entry in status.get("podIPs") or []] or [status.get("podIP")]
-        return [{"ip": ip, "name": metadata.get("name", ""), "namespace": namespace, "node": spec.get("nodeName", "")}
-                for ip in addresses if ip]
+        namespace, node = sys.intern(namespace), sys.intern(spec.get("nodeName", ""))
+        return tuple(Target(ip, namespace, metadata.get("name", ""), node) for ip in map(_address, addresses) if ip)
+
+
+def _address(text):
+    """A pod IP as poke writes addresses (so replies match), or None for a missing or unusable one."""
+    try:
+        address = ipaddress.ip_address(str(text or "").strip())
+    except ValueError:
+        return None
+    if address.is_multicast or address.is_unspecified or address == poke.BROADCAST_V4:
+        return None
+    return str(address)
 
 
 # --------------------------------------------------------------------------- target set by watch
@@ -160,8 +178,14 @@ class PodTargets:
         self._lock = threading.Lock()
 
     def snapshot(self):
+        """Every target, one per address: pods that share one (host-network pods share their node's) are
+        pinged once, named by the first of them."""
+        unique = {}
         with self._lock:
-            return [target for targets in self._pods.values() for target in targets]
+            for targets in self._pods.values():
+                for target in targets:
+                    unique.setdefault(target.ip, target)
+        return list(unique.values())
 
     def relist(self):
         """Every target, read LIST_PAGE_SIZE pods at a time: the agent keeps a few strings of each pod, and
@@ -280,14 +304,14 @@ class Metrics:
             self.requests[verb] += 1
 
     def observe(self, result):
+        """One sweep's summary (see ``summarize``)."""
         with self._lock:
             self.sweeps += 1
             self.targets = result["total"]
             self.unreachable = len(result["unreachable"])
             self.blackholed = len(result["mtu_blackholed"])
             self.duration = result["duration_s"]
-            for entry in result["reachable"]:
-                seconds = entry["rtt_ms"] / 1000.0
+            for seconds in result["round_trips"]:
                 self.rtt_count += 1
                 self.rtt_sum += seconds
                 for index, bound in enumerate(RTT_BUCKETS):
@@ -363,20 +387,40 @@ def serve_metrics(metrics, address, port, ready=lambda: True):
 # --------------------------------------------------------------------------- sweeps
 
 
+def summarize(targets, outcome):
+    """A sweep's figures, and a dict only for the targets that need one (unreachable, black-holed):
+    at tens of thousands of targets a dict for each would be most of the agent's memory."""
+    unreachable, blackholed, limited = [], [], 0
+    for index, target in enumerate(targets):
+        if not outcome.reachable(index):
+            sent, _received, _rtt, error = outcome.small(index)
+            unreachable.append(dict(target._asdict(), reason=error or ("timeout" if sent else "unsent")))
+        elif outcome.mtu_probe:
+            verdict, _mtu = outcome.mtu_result(index)
+            if verdict == "blackholed":
+                blackholed.append(target._asdict())
+            elif verdict != "passed":
+                limited += 1
+    return {"total": len(targets), "reachable": len(targets) - len(unreachable), "unreachable": unreachable,
+            "mtu_blackholed": blackholed, "mtu_limited": limited, "round_trips": outcome.round_trips(),
+            "duration_s": round(outcome.duration, 3)}
+
+
 class Sweeper:
     """One sweep per call: ping the current targets, update metrics, log what changed."""
 
-    def __init__(self, targets, metrics, options, sweep=poke.sweep, log=agent.log):
+    def __init__(self, targets, metrics, options, probe=poke.probe_addresses, log=agent.log):
         self.targets = targets
         self.metrics = metrics
         self.options = options
-        self.sweep = sweep
+        self.probe = probe
         self.log = log
         self.down = set()
 
     def __call__(self):
         """One sweep; False (not doing its job) while the target set is stale."""
-        result = self.sweep(self.targets.snapshot(), **self.options)
+        targets = self.targets.snapshot()
+        result = summarize(targets, self.probe([target.ip for target in targets], **self.options))
         self.metrics.observe(result)
         down = {}
         for entry in result["unreachable"]:
@@ -386,7 +430,7 @@ class Sweeper:
             self.log(FIX, "unreachable", ip=entry["ip"], pod="%s/%s" % (entry.get("namespace"), entry.get("name")),
                      node=entry.get("node", ""), reason=entry["reason"])
         self.down = set(down)
-        self.log(FIX, "sweep", targets=result["total"], reachable=len(result["reachable"]),
+        self.log(FIX, "sweep", targets=result["total"], reachable=result["reachable"],
                  unreachable=len(result["unreachable"]), mtu_blackholed=len(result["mtu_blackholed"]),
                  duration_s=result["duration_s"])
         return self.targets.current()
@@ -423,7 +467,7 @@ def build_parser():
     return parser
 
 
-def agent_main(argv, client=None, sweep=poke.sweep, stopper=None):
+def agent_main(argv, client=None, probe=poke.probe_addresses, stopper=None):
     args = build_parser().parse_args(argv)
     try:
         poke.check_options(args.timeout, args.count, args.size, args.mtu_probe, args.rate)
@@ -442,7 +486,7 @@ def agent_main(argv, client=None, sweep=poke.sweep, stopper=None):
         agent.log(FIX, "serving metrics", port=server.server_address[1])
     threading.Thread(target=targets.follow, args=(stopper,), name="watch", daemon=True).start()
     options = dict(timeout=args.timeout, count=args.count, size=args.size, mtu_probe=args.mtu_probe, rate=args.rate)
-    sweeper = Sweeper(targets, metrics, options, sweep=sweep)
+    sweeper = Sweeper(targets, metrics, options, probe=probe)
     while not targets.synced.wait(0.2):
         if stopper.stopped:
             return 0

@@ -312,15 +312,17 @@ def test_sweep_invalid_target_fails_before_any_socket():
         poke.sweep(["10.0.0.1", "10.0.0.256"], channel_factory=factory)
 
 
-def make_probe(ip, sequence, ident, payload=b"abc"):
-    probe = poke.Probe({"ip": ip}, sequence, False, poke.build_echo_request(4, ident, sequence, payload))
-    probe.sent_at = 1.0
-    return probe
-
-
 class Idents:
     def __init__(self, ident):
         self.ident = ident
+
+
+def two_probes(ident=77, payload=b"abc"):
+    """One target, two rounds (sequences 0 and 1), both sent: probe numbers 0 and 1."""
+    outcome = poke.Outcome(["10.0.0.1"], 2, None)
+    outcome.sent_at[0] = outcome.sent_at[1] = 1.0
+    packets = {4: [poke.build_echo_request(4, ident, sequence, payload) for sequence in (0, 1)]}
+    return outcome, poke.Matcher(outcome, {4: Idents(ident)}, packets)
 
 
 @pytest.mark.parametrize("source, message, matched", [
@@ -334,20 +336,48 @@ class Idents:
                    "reason": "host unreachable", "mtu": None}, 1),
 ])
 def test_matcher(source, message, matched):
-    probes = [make_probe("10.0.0.1", 0, 77), make_probe("10.0.0.1", 1, 77)]
-    matcher = poke.Matcher(probes, {4: Idents(77)})
-    found = matcher.match(4, source, message)
-    assert found is (probes[matched] if matched is not None else None)
+    _outcome, matcher = two_probes()
+    assert matcher.match(4, source, message) == matched
 
 
 def test_matcher_ignores_duplicates_and_unsent():
-    probes = [make_probe("10.0.0.1", 0, 77), make_probe("10.0.0.1", 1, 77)]
-    probes[0].answered_at = 2.0
-    probes[1].sent_at = None
-    matcher = poke.Matcher(probes, {4: Idents(77)})
+    outcome, matcher = two_probes()
+    outcome.done[0] = 1
+    outcome.sent_at[1] = 0.0
     for sequence in (0, 1):
         assert matcher.match(4, "10.0.0.1", {"kind": "reply", "ident": 77, "sequence": sequence,
                                              "payload": b"abc"}) is None
+
+
+def test_outcome_reads_per_target_from_the_probe_arrays():
+    # three targets, two echoes each and a DF probe: probe k is target k % 3 in round k // 3
+    outcome = poke.Outcome(["10.0.0.1", "10.0.0.2", "10.0.0.3"], 2, 1500)
+    for probe in range(9):
+        outcome.sent_at[probe] = 10.0
+    for probe, answered in ((0, 10.002), (3, 10.004), (6, 10.001)):  # target 0: both echoes and the DF probe
+        outcome.answered_at[probe], outcome.done[probe] = answered, 1
+    outcome.answered_at[4], outcome.done[4] = 10.010, 1  # target 1: its second echo only; DF probe silent
+    outcome.done[2], outcome.errors[2] = 1, ("host unreachable", None)  # target 2: an error
+    assert outcome.small(0) == (2, 2, 3.0, None)
+    assert outcome.small(1) == (2, 1, 10.0, None)
+    assert outcome.small(2) == (2, 0, None, "host unreachable")
+    assert outcome.unreachable() == [2]
+    assert sorted(round(rtt, 6) for rtt in outcome.round_trips()) == [0.002, 0.004, 0.01]
+    assert outcome.mtu_result(0) == ("passed", None)
+    assert outcome.mtu_result(1) == ("blackholed", None)
+    outcome.done[7], outcome.errors[7] = 1, ("fragmentation needed", 1400)
+    assert outcome.mtu_result(1) == ("fragmentation needed", 1400)
+
+
+def test_probe_addresses_builds_one_packet_per_round_not_per_target():
+    targets = ["10.7.0.%d" % index for index in range(1, 101)]
+    factory, made = fake_factory(set(targets))
+    outcome = poke.probe_addresses(targets, timeout=0.5, count=2, channel_factory=factory)
+    assert outcome.unreachable() == []
+    packets = {id(packet) for _ip, packet, _df in made[4].sent}
+    assert len(made[4].sent) == 200 and len(packets) == 2
+    # round-major: every target's first echo leaves before any second one
+    assert [ip for ip, _packet, _df in made[4].sent[:100]] == targets
 
 
 class RefusingFactory:

@@ -57,33 +57,39 @@ def test_bad_label_selector_is_named(selector):
         poke_agent.parse_selector(selector)
 
 
+def T(ip, namespace, name, node):
+    return poke_agent.Target(ip, namespace, name, node)
+
+
 FILTER_CASES = [
     ("default excludes kube-system", {}, pod("dns", "kube-system"), []),
     ("default takes other namespaces", {}, pod("web", "shop", ip="10.0.0.5"),
-     [{"ip": "10.0.0.5", "name": "web", "namespace": "shop", "node": "n1"}]),
-    ("no IP yet", {}, pod("web", ip=None, phase="Pending"), []),
+     [T("10.0.0.5", "shop", "web", "n1")]),
+    ("no IP yet", {}, pod("web", ip=None, phase="Pending"), ()),
+    ("an address that is not one is skipped", {}, pod("web", ip="10.0.0.256"), ()),
+    ("addresses are written as poke writes them", {}, pod("web", ips=["fd00:0::7"]), (T("fd00::7", "default", "web", "n1"),)),
     ("finished pods are not pinged", {}, pod("job", phase="Succeeded"), []),
     ("terminating pods are not pinged", {}, pod("old", deleting=True), []),
     ("dual stack gives one target per IP", {}, pod("web", ips=["10.0.0.7", "fd00::7"]),
-     [{"ip": "10.0.0.7", "name": "web", "namespace": "default", "node": "n1"},
-      {"ip": "fd00::7", "name": "web", "namespace": "default", "node": "n1"}]),
+     [T("10.0.0.7", "default", "web", "n1"),
+      T("fd00::7", "default", "web", "n1")]),
     ("namespace list", {"namespaces": ["a"]}, pod("web", "b"), []),
     ("explicit kube-system wins over the default exclusion", {"namespaces": ["kube-system"]},
      pod("dns", "kube-system", ip="10.0.0.10"),
-     [{"ip": "10.0.0.10", "name": "dns", "namespace": "kube-system", "node": "n1"}]),
+     [T("10.0.0.10", "kube-system", "dns", "n1")]),
     ("no exclusions", {"exclude_namespaces": []}, pod("dns", "kube-system"),
-     [{"ip": "10.0.0.1", "name": "dns", "namespace": "kube-system", "node": "n1"}]),
+     [T("10.0.0.1", "kube-system", "dns", "n1")]),
     ("selector", {"label_selector": "app=web"}, pod("db", labels={"app": "db"}), []),
     ("only not ready skips ready pods", {"only_not_ready": True}, pod("web", ready=True), []),
     ("only not ready keeps unready pods", {"only_not_ready": True}, pod("web", ready=False),
-     [{"ip": "10.0.0.1", "name": "web", "namespace": "default", "node": "n1"}]),
+     [T("10.0.0.1", "default", "web", "n1")]),
 ]
 
 
 @pytest.mark.parametrize("options, obj, expected", [case[1:] for case in FILTER_CASES],
                          ids=[case[0] for case in FILTER_CASES])
 def test_pod_filter_targets(options, obj, expected):
-    assert poke_agent.PodFilter(**options).targets(obj) == expected
+    assert list(poke_agent.PodFilter(**options).targets(obj)) == list(expected)
 
 
 @pytest.mark.parametrize("options, path, query", [
@@ -130,7 +136,7 @@ class FakeClient:
 
 
 def ips(targets):
-    return sorted(target["ip"] for target in targets.snapshot())
+    return sorted(target.ip for target in targets.snapshot())
 
 
 def test_targets_follow_watch_events_without_relisting():
@@ -273,7 +279,7 @@ def test_sweeper_reports_not_doing_its_job_on_a_stale_set():
         def current(self):
             return False
     sweeper = poke_agent.Sweeper(Stale(["10.0.0.1"]), poke_agent.Metrics(), {},
-                                 sweep=lambda targets, **options: result_for(["10.0.0.1"], []),
+                                 probe=lambda addresses, **options: outcome_for(addresses, []),
                                  log=lambda *a, **k: None)
     assert sweeper() is False
 
@@ -288,12 +294,16 @@ def test_only_not_ready_drops_pods_that_become_ready():
     assert ips(targets) == []
 
 
-def result_for(up, down):
-    return {"total": len(up) + len(down),
-            "reachable": [{"ip": ip, "rtt_ms": 0.7, "name": "p", "namespace": "ns"} for ip in up],
-            "unreachable": [{"ip": ip, "rtt_ms": None, "reason": "timeout", "name": "p", "namespace": "ns",
-                             "node": "n2"} for ip in down],
-            "mtu_blackholed": [], "mtu_limited": [], "duration_s": 1.0}
+def outcome_for(addresses, down, rtt=0.0007, mtu_probe=None, blackholed=()):
+    """What poke.probe_addresses answers when every address but ``down`` answers in ``rtt`` seconds."""
+    outcome = poke.Outcome(list(addresses), 1, mtu_probe)
+    for index, ip in enumerate(addresses):
+        for probe in outcome.probes(index):
+            outcome.sent_at[probe] = 1.0
+            if ip not in down and not (probe >= len(addresses) and ip in blackholed):
+                outcome.answered_at[probe], outcome.done[probe] = 1.0 + rtt, 1
+    outcome.duration = 1.0
+    return outcome
 
 
 class StaticTargets:
@@ -301,18 +311,17 @@ class StaticTargets:
         self.ips = ips
 
     def snapshot(self):
-        return [{"ip": ip} for ip in self.ips]
+        return [T(ip, "ns", "p", "n2") for ip in self.ips]
 
     def current(self):
         return True
 
 
 def test_sweeper_logs_each_newly_unreachable_target_once():
-    outcomes = [result_for(["10.0.0.1"], ["10.0.0.2"]), result_for(["10.0.0.1"], ["10.0.0.2"]),
-                result_for([], ["10.0.0.1", "10.0.0.2"]), result_for(["10.0.0.1", "10.0.0.2"], [])]
+    downs = [["10.0.0.2"], ["10.0.0.2"], ["10.0.0.1", "10.0.0.2"], []]
     logs = []
     sweeper = poke_agent.Sweeper(StaticTargets(["10.0.0.1", "10.0.0.2"]), poke_agent.Metrics(), {},
-                                 sweep=lambda targets, **options: outcomes.pop(0),
+                                 probe=lambda addresses, **options: outcome_for(addresses, downs.pop(0)),
                                  log=lambda fix, message, **fields: logs.append((message, fields.get("ip"))))
     for _sweep in range(4):
         sweeper()
@@ -320,10 +329,30 @@ def test_sweeper_logs_each_newly_unreachable_target_once():
                     ("unreachable", "10.0.0.1"), ("sweep", None), ("sweep", None)]
 
 
+def test_summary_has_entries_only_for_targets_that_need_one():
+    targets = [T("10.0.0.%d" % index, "ns", "p%d" % index, "n1") for index in range(1, 6)]
+    addresses = [target.ip for target in targets]
+    result = poke_agent.summarize(targets, outcome_for(addresses, ["10.0.0.4"], mtu_probe=1500, blackholed=["10.0.0.2"]))
+    assert result["total"] == 5 and result["reachable"] == 4
+    assert result["unreachable"] == [{"ip": "10.0.0.4", "namespace": "ns", "name": "p4", "node": "n1", "reason": "timeout"}]
+    assert result["mtu_blackholed"] == [{"ip": "10.0.0.2", "namespace": "ns", "name": "p2", "node": "n1"}]
+    assert [round(rtt, 4) for rtt in result["round_trips"]] == [0.0007] * 4
+
+
+def test_pods_that_share_an_address_are_one_target():
+    # host-network pods have their node's address: ping it once, whatever the number of such pods
+    client = FakeClient([pod("a", ip="10.0.0.9", uid="u1"), pod("b", ip="10.0.0.9", uid="u2"),
+                         pod("c", ip="10.0.0.3", uid="u3")], [])
+    targets = poke_agent.PodTargets(client, poke_agent.PodFilter(), log=lambda *a, **k: None)
+    targets.relist()
+    assert sorted((target.ip, target.name) for target in targets.snapshot()) == [("10.0.0.3", "c"), ("10.0.0.9", "a")]
+
+
 def test_metrics_text_format():
     metrics = poke_agent.Metrics("node-1")
     metrics.count_request("list")
-    metrics.observe(result_for(["10.0.0.1", "10.0.0.2"], ["10.0.0.3"]))
+    metrics.observe(poke_agent.summarize([T(ip, "ns", "p", "n1") for ip in ("10.0.0.1", "10.0.0.2", "10.0.0.3")],
+                                         outcome_for(["10.0.0.1", "10.0.0.2", "10.0.0.3"], ["10.0.0.3"])))
     text = metrics.render()
     assert 'netmend_pod_poke_sweeps_total{node="node-1"} 1\n' in text
     assert 'netmend_pod_poke_targets{node="node-1"} 3\n' in text
@@ -346,15 +375,15 @@ def test_agent_main_bounded_run_serves_metrics(capsys):
                         [])
     seen = []
 
-    def fake_sweep(targets, **options):
-        seen.append((sorted(t["ip"] for t in targets), options))
-        return result_for(["10.0.0.1"], ["10.0.0.2"])
+    def fake_probe(addresses, **options):
+        seen.append((sorted(addresses), options))
+        return outcome_for(addresses, ["10.0.0.2"])
 
     stopper = agent.Stopper()
     client.idle = stopper.event
     rc = poke_agent.agent_main(["--interval", "0.01", "--max-iterations", "3", "--metrics-port", "0",
                                 "--metrics-address", "127.0.0.1", "--mtu-probe", "1400"],
-                               client=client, sweep=fake_sweep, stopper=stopper)
+                               client=client, probe=fake_probe, stopper=stopper)
     assert rc == 0
     assert len(seen) == 3 and seen[0][0] == ["10.0.0.1", "10.0.0.2"]
     assert seen[0][1] == {"timeout": 1.0, "count": 1, "size": 56, "mtu_probe": 1400, "rate": None}
@@ -379,12 +408,12 @@ def test_agent_main_rejects_bad_options(capsys, argv, message):
 
 
 def test_agent_main_names_missing_cap_net_raw(capsys):
-    def refused(targets, **options):
+    def refused(addresses, **options):
         raise poke.PokeError("cannot open an ICMP socket for IPv4: a raw socket needs CAP_NET_RAW")
     stopper = agent.Stopper()
     client = FakeClient([pod("a")], [])
     client.idle = stopper.event
-    rc = poke_agent.agent_main(["--once", "--metrics-port", "-1"], client=client, sweep=refused, stopper=stopper)
+    rc = poke_agent.agent_main(["--once", "--metrics-port", "-1"], client=client, probe=refused, stopper=stopper)
     assert rc == 1
     assert "CAP_NET_RAW" in capsys.readouterr().out
 
