@@ -82,6 +82,7 @@ def api_ready():
 
 
 CONTROLLER_QPS = 300
+NODE_LEASE_SECONDS = 600
 # KWOK keeps its default parallelism (4 nodes, pods and Leases at a time): with a KwokConfiguration
 # raising it to 32, kwok v0.8.0's controller restarted and pods deleted on KWOK nodes stayed Terminating.
 # Parallel requests while creating or deleting nodes: enough to keep the API server busy on two cores.
@@ -228,6 +229,7 @@ def wait(predicate, what, timeout=120, interval=1):
 CONFIG_MARKERS = (
     ("manage-nodes-with-annotation-selector", "the real nodes' SANs and KWOK node selector"),
     ("--kube-api-qps=%d" % CONTROLLER_QPS, "the controllers' API rate for thousands of nodes"),
+    ("--node-lease-duration-seconds=%d" % NODE_LEASE_SECONDS, "KWOK's node leases for thousands of nodes"),
 )
 
 
@@ -242,6 +244,15 @@ def kwokctl_config():
             "kind: KwokctlConfiguration",
             "options:",
             "  kubeApiserverCertSANs: [%s, %s]" % (realnodes.SERVICE_IP, topo.gateway),
+            # KWOK renews every node's Lease each quarter of its duration, 4 at a time. kwokctl's 200 s (40 s
+            # times its heartbeat factor 5) is 100 renewals a second at 5,000 nodes: on 2 busy cores KWOK fell
+            # behind and 1,584 nodes went NotReady. 600 s is 33 a second; the controller manager's grace
+            # period follows (a real node's kubelet keeps its own 40 s Lease, but is declared NotReady
+            # only after 10 minutes too: no lab test stops one). The factor is 1 so these are the values.
+            "  heartbeatFactor: 1",
+            "  nodeLeaseDurationSeconds: %d" % NODE_LEASE_SECONDS,
+            "  kubeControllerManagerNodeMonitorGracePeriodMilliseconds: %d" % (NODE_LEASE_SECONDS * 1000),
+            "  kubeControllerManagerNodeMonitorPeriodMilliseconds: 25000",
             "componentsPatches:",
             # The controller manager and the scheduler send 20 and 50 requests a second by default: a
             # DaemonSet on 5,000 nodes would take minutes to get its pods created and bound. Large clusters
