@@ -289,6 +289,34 @@ def evict_in_turn(client, pods, timeout, sleep, clock, report):
     return outcomes
 
 
+def group_path(api_version):
+    """The discovery path of an API group version: ``v1`` is the core group at /api/v1."""
+    return "/api/%s" % api_version if "/" not in api_version else "/apis/%s" % api_version
+
+
+def resource_path(client, api_version, kind, namespace=None, served=None):
+    """The collection path of ``kind`` objects in ``api_version`` (in one namespace if given), from the API's
+    discovery document; None when the cluster does not serve that kind (its CRD not installed).
+
+    ``served`` caches the discovery answers between calls (a dict the caller keeps).
+    """
+    served = {} if served is None else served
+    if api_version not in served:
+        try:
+            served[api_version] = client.get(group_path(api_version)).get("resources") or []
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+            served[api_version] = []
+    for resource in served[api_version]:
+        if resource.get("kind") == kind and "/" not in resource.get("name", ""):
+            path = group_path(api_version)
+            if resource.get("namespaced") and namespace:
+                path += "/namespaces/%s" % urllib.parse.quote(namespace, safe="")
+            return path + "/" + resource["name"]
+    return None
+
+
 def pods_path(namespace=None):
     """The pods collection, cluster-wide or in one namespace."""
     if namespace:

@@ -17,10 +17,46 @@ description:
     of listing them all.
   - With O(pod_selector), also returns the pods matching that label selector, in all namespaces, in short (node,
     phase, Ready).
+  - With O(objects), also reads a few whole objects by kind and name or label selector, in one module run; the
+    roles read Calico's DaemonSet, ConfigMap, Typha and Installation this way instead of in seven runs of
+    C(kubernetes.core.k8s_info), each of which starts Python and the kubernetes client again.
   - Changes nothing.
 author:
   - netmend developers (@netmend)
 options:
+  nodes:
+    description:
+      - Whether to list the nodes (RV(nodes) is empty when not).
+    type: bool
+    default: true
+  objects:
+    description:
+      - Objects to read whole, returned in RV(objects) in the same order. Kinds are looked up in the API's discovery
+        documents, so custom resources work too; a kind the cluster does not serve (its CRD is not installed) and an
+        object that does not exist both come back with no resources, as with C(kubernetes.core.k8s_info).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      api_version:
+        description: Its C(apiVersion) (C(v1), C(apps/v1), C(operator.tigera.io/v1)).
+        type: str
+        required: true
+      kind:
+        description: Its C(kind).
+        type: str
+        required: true
+      name:
+        description:
+          - Its name; not given, every object of the kind (in O(objects[].namespace), else in all namespaces).
+          - A namespaced kind read by name needs O(objects[].namespace).
+        type: str
+      namespace:
+        description: Its namespace; ignored for a cluster-scoped kind.
+        type: str
+      label_selector:
+        description: Only objects with these labels (C(app.kubernetes.io/part-of=netmend)); not with O(objects[].name).
+        type: str
   count_pods:
     description:
       - Whether to count the pods of every namespace, returned as RV(pod_count).
@@ -58,6 +94,14 @@ EXAMPLES = r"""
     pod_selector: k8s-app=calico-node
   register: summary
 
+- name: Read Calico's DaemonSet and the operator's Installation (if its CRD is installed), not the nodes
+  netmend.k8s.cluster_summary:
+    nodes: false
+    objects:
+      - {api_version: apps/v1, kind: DaemonSet, namespace: calico-system, name: calico-node}
+      - {api_version: operator.tigera.io/v1, kind: Installation, name: default}
+  register: calico
+
 - name: Name the nodes that are not Ready
   ansible.builtin.debug:
     msg: "{{ summary.nodes | rejectattr('ready', 'equalto', 'True') | map(attribute='name') | list }}"
@@ -65,7 +109,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 nodes:
-  description: Every node, in the order the API lists them.
+  description: Every node, in the order the API lists them; empty with O(nodes=false).
   returned: always
   type: list
   elements: dict
@@ -104,6 +148,39 @@ pod_count:
   returned: when O(count_pods=true)
   type: int
   sample: 48213
+objects:
+  description: What each of O(objects) found, in the same order.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    api_version:
+      description: As asked.
+      type: str
+      sample: apps/v1
+    kind:
+      description: As asked.
+      type: str
+      sample: DaemonSet
+    name:
+      description: As asked; null when not.
+      type: str
+      sample: calico-node
+    namespace:
+      description: As asked; null when not.
+      type: str
+      sample: calico-system
+    label_selector:
+      description: As asked; null when not.
+      type: str
+    served:
+      description: Whether the cluster serves the kind.
+      type: bool
+      sample: true
+    resources:
+      description: The objects found, whole, each with its C(apiVersion) and C(kind); empty when none.
+      type: list
+      elements: dict
 pods:
   description: The pods that match O(pod_selector).
   returned: when O(pod_selector) is given
@@ -134,12 +211,24 @@ pods:
     - {namespace: calico-system, name: calico-node-7x2kq, node: worker-1, phase: Running, ready: true}
 """
 
+import urllib.parse
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.netmend.k8s.plugins.module_utils.kube_controller import AUTH_SPEC, connect
-from ansible_collections.netmend.k8s.plugins.module_utils.kube_lite import KubeError, node_summary, pod_summary, pods_path
+from ansible_collections.netmend.k8s.plugins.module_utils.kube_lite import (KubeError, node_summary, pod_summary, pods_path,
+                                                                           resource_path)
 
+OBJECT_SPEC = dict(
+    api_version=dict(type="str", required=True),
+    kind=dict(type="str", required=True),
+    name=dict(type="str"),
+    namespace=dict(type="str"),
+    label_selector=dict(type="str"),
+)
 ARGUMENT_SPEC = dict(
+    nodes=dict(type="bool", default=True),
+    objects=dict(type="list", elements="dict", default=[], options=OBJECT_SPEC, mutually_exclusive=[("name", "label_selector")]),
     count_pods=dict(type="bool", default=False),
     pod_selector=dict(type="str"),
     page_size=dict(type="int", default=500),
@@ -152,13 +241,42 @@ def run_module(params, client):
     """The nodes in short; the pod count and the selected pods in short when asked."""
     if params["page_size"] < 1:
         raise ValueError("page_size must be 1 or more, got %d" % params["page_size"])
-    result = dict(changed=False, nodes=[node_summary(node) for node in client.items(NODES_PATH, params["page_size"])])
+    nodes = client.items(NODES_PATH, params["page_size"]) if params["nodes"] else []
+    result = dict(changed=False, nodes=[node_summary(node) for node in nodes])
+    served = {}
+    result["objects"] = [read_objects(client, dict(wanted), params["page_size"], served) for wanted in params["objects"]]
     if params["count_pods"]:
         result["pod_count"] = client.count(pods_path())
     if params["pod_selector"] is not None:
         pods = client.items(pods_path(), params["page_size"], labelSelector=params["pod_selector"])
         result["pods"] = [pod_summary(pod) for pod in pods]
     return result
+
+
+def read_objects(client, wanted, page_size, served):
+    """One entry of ``objects``: the objects it names, whole, with their apiVersion and kind."""
+    path = resource_path(client, wanted["api_version"], wanted["kind"], wanted.get("namespace"), served=served)
+    wanted.update(served=path is not None, resources=[])
+    if path is None:
+        return wanted
+    if wanted.get("name"):
+        if wanted.get("namespace") is None and _namespaced(served, wanted):
+            raise ValueError("objects: %s %s is namespaced: give its namespace" % (wanted["kind"], wanted["name"]))
+        try:
+            wanted["resources"] = [client.get(path + "/" + urllib.parse.quote(wanted["name"], safe=""))]
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+        return wanted
+    query = {"labelSelector": wanted["label_selector"]} if wanted.get("label_selector") else {}
+    wanted["resources"] = [dict(item, apiVersion=wanted["api_version"], kind=wanted["kind"])
+                           for item in client.items(path, page_size, **query)]
+    return wanted
+
+
+def _namespaced(served, wanted):
+    return any(resource.get("kind") == wanted["kind"] and resource.get("namespaced")
+               for resource in served.get(wanted["api_version"], []))
 
 
 def main():

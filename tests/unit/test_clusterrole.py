@@ -75,9 +75,9 @@ DRAIN_RULES = {
 }
 
 # The collection's own modules: those that call the API from the controller, with their calls,
-# and those that work on a node only.
+# and those that work on a node only. cluster_summary's calls depend on its arguments (summary_rules).
 API_MODULES = {
-    "netmend.k8s.cluster_summary": {("", "nodes"): {"list"}, ("", "pods"): {"list"}},
+    "netmend.k8s.cluster_summary": {},
     "netmend.k8s.calico_mtu_restart": {("", "pods"): {"get", "list"}, ("", "pods/eviction"): {"create"}},
     "netmend.k8s.rollout_status": {("apps", "daemonsets"): {"get"}, ("apps", "deployments"): {"get"},
                                    ("", "pods"): {"list"}},
@@ -143,6 +143,33 @@ def _task_kinds(role_dir, args, loop):
     raise AssertionError("%s: cannot tell the kind of %r" % (role_dir, args))
 
 
+KIND_IN_TEXT = re.compile(r"'kind': '([A-Za-z]+)'")
+
+
+def summary_rules(role_dir, args):
+    """What one netmend.k8s.cluster_summary task reads: [(kind or (group, resource), verbs)], or OWNED_LOOPS
+    when it reads its callers' owned_objects (get, of every kind the roles create)."""
+    rules = []
+    if args.get("nodes", True):
+        rules.append((("", "nodes"), {"list"}))
+    if args.get("count_pods") or args.get("pod_selector") is not None:
+        rules.append((("", "pods"), {"list"}))
+    objects = args.get("objects", [])
+    if isinstance(objects, str):
+        if "owned_objects" in objects:
+            return OWNED_LOOPS
+        # a role variable: the kinds it names, and those of the role lists it combines
+        text = str(_role_vars(role_dir).get(re.match(r"\{\{\s*(__\w+)", objects).group(1)))
+        kinds = KIND_IN_TEXT.findall(text)
+        for listed in re.findall(r"__\w+", text):
+            kinds += [item["kind"] for item in _role_vars(role_dir).get(listed) or []]
+        assert kinds, "%s: cannot tell the kinds of objects %r" % (role_dir, objects)
+        objects = [{"kind": kind, "name": "by name"} for kind in kinds]
+    for wanted in objects:
+        rules.append((wanted["kind"], {"get"} if wanted.get("name") else {"list"}))
+    return rules
+
+
 def _add(needed, group_resource, verbs, where):
     needed.setdefault(group_resource, {})
     for verb in verbs:
@@ -167,6 +194,14 @@ def scan_roles():
                         "%s: add %s to API_MODULES (with its API calls) or NODE_MODULES" % (where, module))
                     for group_resource, verbs in API_MODULES.get(module, {}).items():
                         _add(needed, group_resource, verbs, where)
+                    if module == "netmend.k8s.cluster_summary":
+                        rules = summary_rules(role_dir, task[module] or {})
+                        if rules is OWNED_LOOPS:
+                            owned_calls.append(({"get"}, where))
+                            continue
+                        for kind, verbs in rules:
+                            assert isinstance(kind, tuple) or kind in RESOURCES, "%s: kind %s: add it to RESOURCES" % (where, kind)
+                            _add(needed, kind if isinstance(kind, tuple) else RESOURCES[kind], verbs, where)
                 if "kubernetes.core.k8s_log" in task:
                     for group_resource, verbs in LOG_RULES.items():
                         _add(needed, group_resource, verbs, where)
@@ -229,6 +264,9 @@ def test_the_scan_finds_what_the_roles_are_known_to_call():
     assert "create" in needed[("", "pods/eviction")]  # the calico_mtu agent's rules and k8s_drain
     assert "watch" in needed[("", "pods")]  # the pod_poke agent's rules
     assert "patch" in needed[("operator.tigera.io", "installations")]  # calico_mtu config.yml
+    assert "get" in needed[("apps", "deployments")]  # Typha, in the Calico detection's cluster_summary objects
+    assert "list" in needed[("apps", "daemonsets")]  # the report's netmend agents, by label selector
+    assert "get" in needed[("", "serviceaccounts")]  # owned.yml's cluster_summary objects: every created kind
 
 
 def test_the_clusterrole_grants_every_call_the_roles_make():

@@ -9,10 +9,11 @@ import json
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.netmend.k8s.plugins.module_utils.kube_lite import KubeClient, KubeError
 from ansible_collections.netmend.k8s.plugins.modules import cluster_summary
 from tests.unit.plugins.module_utils.test_kube_lite import NODE, PagingServer
 
-PARAMS = {"count_pods": False, "pod_selector": None, "page_size": 500}
+PARAMS = {"nodes": True, "objects": [], "count_pods": False, "pod_selector": None, "page_size": 500}
 
 
 class Cluster(PagingServer):
@@ -82,3 +83,79 @@ def test_main_fails_naming_the_bad_page_size(monkeypatch, capsys):
         cluster_summary.main()
     out = json.loads(capsys.readouterr().out)
     assert out["failed"] and "page_size must be 1 or more, got -3" in out["msg"]
+
+
+DISCOVERY = {
+    "/api/v1": {"resources": [{"name": "configmaps", "kind": "ConfigMap", "namespaced": True},
+                              {"name": "nodes", "kind": "Node", "namespaced": False}]},
+    "/apis/apps/v1": {"resources": [{"name": "daemonsets", "kind": "DaemonSet", "namespaced": True},
+                                    {"name": "daemonsets/status", "kind": "DaemonSet", "namespaced": True},
+                                    {"name": "deployments", "kind": "Deployment", "namespaced": True}]},
+}
+
+
+class Objects(KubeClient):
+    """Discovery documents and objects by path; anything else is a 404, as from the API server."""
+
+    def __init__(self, objects, discovery=None):  # pylint: disable=super-init-not-called
+        self.discovery = DISCOVERY if discovery is None else discovery
+        self.objects = objects
+        self.calls = []
+
+    def request(self, method, path, query=None, body=None):
+        self.calls.append((path, dict(query or {})))
+        if path in self.discovery:
+            return self.discovery[path]
+        if isinstance(self.objects.get(path), list):
+            selector = (query or {}).get("labelSelector")
+            return {"metadata": {}, "items": [item for item in self.objects[path]
+                                              if not selector or selector in item["metadata"].get("labels", {}).values()]}
+        if path in self.objects:
+            return self.objects[path]
+        raise KubeError("%s %s: 404 not found" % (method, path), status=404)
+
+
+CALICO_NODE = {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "calico-node", "namespace": "kube-system"}}
+AGENTS = [{"metadata": {"name": "netmend-pod-poke", "namespace": "netmend", "labels": {"part-of": "netmend"}}},
+          {"metadata": {"name": "other", "namespace": "foreign", "labels": {"part-of": "someone"}}}]
+
+
+def test_objects_by_name_and_by_selector_in_one_run_without_the_nodes():
+    api = Objects({"/apis/apps/v1/namespaces/kube-system/daemonsets/calico-node": CALICO_NODE,
+                   "/apis/apps/v1/daemonsets": AGENTS})
+    wanted = [
+        {"api_version": "apps/v1", "kind": "DaemonSet", "namespace": "kube-system", "name": "calico-node"},
+        {"api_version": "apps/v1", "kind": "DaemonSet", "namespace": "calico-system", "name": "calico-node"},
+        {"api_version": "v1", "kind": "ConfigMap", "namespace": "kube-system", "name": "ip-masq-agent"},
+        {"api_version": "operator.tigera.io/v1", "kind": "Installation", "name": "default"},
+        {"api_version": "apps/v1", "kind": "DaemonSet", "label_selector": "netmend"},
+    ]
+    result = cluster_summary.run_module(dict(PARAMS, nodes=False, objects=wanted), api)
+    assert result["nodes"] == []
+    assert [entry["resources"] for entry in result["objects"][:4]] == [[CALICO_NODE], [], [], []]
+    # a kind the cluster does not serve (no operator CRD) is said so; a missing object of a served kind is not
+    assert [entry["served"] for entry in result["objects"]] == [True, True, True, False, True]
+    # list items get their apiVersion and kind, as objects read by name have them
+    assert result["objects"][4]["resources"] == [dict(AGENTS[0], apiVersion="apps/v1", kind="DaemonSet")]
+    assert result["objects"][0]["name"] == "calico-node" and result["objects"][0]["kind"] == "DaemonSet"
+    # one discovery request per group version, whatever the number of objects; nothing of the nodes
+    paths = [path for path, _query in api.calls]
+    assert paths.count("/apis/apps/v1") == 1 and "/api/v1/nodes" not in paths
+
+
+def test_a_namespaced_object_by_name_needs_its_namespace():
+    api = Objects({})
+    with pytest.raises(ValueError, match="ConfigMap ip-masq-agent is namespaced: give its namespace"):
+        cluster_summary.run_module(dict(PARAMS, nodes=False, objects=[
+            {"api_version": "v1", "kind": "ConfigMap", "name": "ip-masq-agent", "namespace": None}]), api)
+
+
+def test_errors_other_than_not_found_are_not_hidden():
+    class Refusing(Objects):
+        def request(self, method, path, query=None, body=None):
+            if path.startswith("/apis/apps/v1/"):
+                raise KubeError("GET %s: 403 forbidden" % path, status=403)
+            return super().request(method, path, query, body)
+    with pytest.raises(KubeError, match="403"):
+        cluster_summary.run_module(dict(PARAMS, nodes=False, objects=[
+            {"api_version": "apps/v1", "kind": "DaemonSet", "namespace": "kube-system", "name": "calico-node"}]), Refusing({}))
