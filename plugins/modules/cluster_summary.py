@@ -216,8 +216,8 @@ import urllib.parse
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.netmend.k8s.plugins.module_utils.kube_controller import AUTH_SPEC, connect
-from ansible_collections.netmend.k8s.plugins.module_utils.kube_lite import (KubeError, node_summary, pod_summary, pods_path,
-                                                                           resource_path)
+from ansible_collections.netmend.k8s.plugins.module_utils.kube_lite import KubeError, node_summary, pod_summary, pods_path
+from ansible_collections.netmend.k8s.plugins.module_utils.kube_lite import resource_path
 
 OBJECT_SPEC = dict(
     api_version=dict(type="str", required=True),
