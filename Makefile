@@ -159,9 +159,7 @@ site: prereqs venv collection ## the main job against the lab cluster
 # nodes, underlay; lab tests name their network namespaces by process): lab tests part 1, part 2, and
 # part 3 followed by the AWX, Molecule and main-job runs (which, as before, come after lab tests on
 # their cluster). Most of the time is waiting for pods and rollouts.
-# The 5,000-node scale test goes first: the longest single test, and a lab of that size is easiest on the
-# machine while the other streams are still starting.
-LAB_TESTS_1 := tests/lab/test_scale.py $(sort $(wildcard tests/lab/test_real_*.py tests/lab/test_agent_*.py tests/lab/test_masq_rule_*.py))
+LAB_TESTS_1 := $(sort $(wildcard tests/lab/test_real_*.py tests/lab/test_agent_*.py tests/lab/test_masq_rule_*.py tests/lab/test_scale.py))
 LAB_TESTS_3 := $(addprefix tests/lab/,test_connectivity_check_role.py test_net_doctor_role.py test_pod_poke_role.py test_site.py)
 LAB_TESTS_2 := $(filter-out $(LAB_TESTS_1) $(LAB_TESTS_3),$(sort $(wildcard tests/lab/test_*.py)))
 LAB_B := NETMEND_LAB_CLUSTER=netmend-lab-b NETMEND_LAB_KUBECONFIG=$(HOME)/.cache/netmend-lab/kubeconfig-b
