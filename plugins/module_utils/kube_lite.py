@@ -294,9 +294,9 @@ def group_path(api_version):
     return "/api/%s" % api_version if "/" not in api_version else "/apis/%s" % api_version
 
 
-def resource_path(client, api_version, kind, namespace=None, served=None):
-    """The collection path of ``kind`` objects in ``api_version`` (in one namespace if given), from the API's
-    discovery document; None when the cluster does not serve that kind (its CRD not installed).
+def api_resource(client, api_version, kind, served=None):
+    """The discovery entry (``name``, ``namespaced``, ...) of ``kind`` in ``api_version``; None when the
+    cluster does not serve that kind (its CRD not installed).
 
     ``served`` caches the discovery answers between calls (a dict the caller keeps).
     """
@@ -310,11 +310,16 @@ def resource_path(client, api_version, kind, namespace=None, served=None):
             served[api_version] = []
     for resource in served[api_version]:
         if resource.get("kind") == kind and "/" not in resource.get("name", ""):
-            path = group_path(api_version)
-            if resource.get("namespaced") and namespace:
-                path += "/namespaces/%s" % urllib.parse.quote(namespace, safe="")
-            return path + "/" + resource["name"]
+            return resource
     return None
+
+
+def resource_path(api_version, resource, namespace=None):
+    """The collection path of a discovery entry's objects, in one namespace if given and it is namespaced."""
+    path = group_path(api_version)
+    if resource.get("namespaced") and namespace:
+        path += "/namespaces/%s" % urllib.parse.quote(namespace, safe="")
+    return path + "/" + resource["name"]
 
 
 def pods_path(namespace=None):

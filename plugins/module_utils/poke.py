@@ -196,6 +196,18 @@ def _quoted_error(version, destination, inner, reason, mtu):
 BROADCAST_V4 = ipaddress.IPv4Address("255.255.255.255")
 
 
+def unicast_address(value):
+    """``value`` as the sweep writes addresses (replies are matched on that text); a ValueError naming it
+    when it is not an IP address or not a unicast one."""
+    try:
+        address = ipaddress.ip_address(str(value).strip())
+    except ValueError:
+        raise ValueError("%r is not an IP address" % (value,)) from None
+    if address.is_multicast or address.is_unspecified or address == BROADCAST_V4:
+        raise ValueError("%r is not a unicast address" % (value,))
+    return str(address)
+
+
 def parse_targets(raw):
     """Validated targets from strings or dicts (``ip`` plus optional ``name``, ``namespace``, ``node``).
 
@@ -212,18 +224,14 @@ def parse_targets(raw):
             continue
         value = fields["ip"]
         try:
-            address = ipaddress.ip_address(str(value).strip())
-        except ValueError:
-            bad.append("%r is not an IP address" % (value,))
-            continue
-        if address.is_multicast or address.is_unspecified or address == BROADCAST_V4:
-            bad.append("%r is not a unicast address" % (value,))
+            ip = unicast_address(value)
+        except ValueError as exc:
+            bad.append(str(exc))
             continue
         unknown = sorted(set(fields) - {"ip", "name", "namespace", "node"})
         if unknown:
             bad.append("entry %d (%s) has unknown keys: %s" % (position, value, ", ".join(unknown)))
             continue
-        ip = str(address)
         if ip in seen:
             continue
         seen.add(ip)
@@ -415,8 +423,7 @@ class Outcome:
         ICMP error) or the error it got, with the path MTU reported (None without one)."""
         probe = self.probes(index)[self.count]
         if probe in self.errors:
-            reason, mtu = self.errors[probe]
-            return reason, mtu
+            return self.errors[probe]
         if self.done[probe]:
             return "passed", None
         return "blackholed", None
@@ -526,7 +533,7 @@ def _exchange(outcome, channels, packets, timeout, dont_fragment, rate, clock, p
         while next_probe < limit:
             sequence, index = divmod(next_probe, targets)
             ip = addresses[index]
-            channel = channels[6 if ":" in ip else 4]
+            channel = channels[family_of(ip)]
             if channel.version in blocked:
                 break
             channel.set_dont_fragment(sequence == outcome.count or dont_fragment)

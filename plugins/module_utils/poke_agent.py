@@ -17,7 +17,6 @@ import argparse
 import collections
 import http.client
 import http.server
-import ipaddress
 import os
 import re
 import sys
@@ -147,12 +146,9 @@ class PodFilter:
 def _address(text):
     """A pod IP as poke writes addresses (so replies match), or None for a missing or unusable one."""
     try:
-        address = ipaddress.ip_address(str(text or "").strip())
+        return poke.unicast_address(text or "")
     except ValueError:
         return None
-    if address.is_multicast or address.is_unspecified or address == poke.BROADCAST_V4:
-        return None
-    return str(address)
 
 
 # --------------------------------------------------------------------------- target set by watch

@@ -217,7 +217,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.netmend.k8s.plugins.module_utils.kube_controller import AUTH_SPEC, connect
 from ansible_collections.netmend.k8s.plugins.module_utils.kube_lite import KubeError, node_summary, pod_summary, pods_path
-from ansible_collections.netmend.k8s.plugins.module_utils.kube_lite import resource_path
+from ansible_collections.netmend.k8s.plugins.module_utils.kube_lite import api_resource, resource_path
 
 OBJECT_SPEC = dict(
     api_version=dict(type="str", required=True),
@@ -255,12 +255,13 @@ def run_module(params, client):
 
 def read_objects(client, wanted, page_size, served):
     """One entry of ``objects``: the objects it names, whole, with their apiVersion and kind."""
-    path = resource_path(client, wanted["api_version"], wanted["kind"], wanted.get("namespace"), served=served)
-    wanted.update(served=path is not None, resources=[])
-    if path is None:
+    resource = api_resource(client, wanted["api_version"], wanted["kind"], served)
+    wanted.update(served=resource is not None, resources=[])
+    if resource is None:
         return wanted
+    path = resource_path(wanted["api_version"], resource, wanted.get("namespace"))
     if wanted.get("name"):
-        if wanted.get("namespace") is None and _namespaced(served, wanted):
+        if wanted.get("namespace") is None and resource.get("namespaced"):
             raise ValueError("objects: %s %s is namespaced: give its namespace" % (wanted["kind"], wanted["name"]))
         try:
             wanted["resources"] = [client.get(path + "/" + urllib.parse.quote(wanted["name"], safe=""))]
@@ -272,11 +273,6 @@ def read_objects(client, wanted, page_size, served):
     wanted["resources"] = [dict(item, apiVersion=wanted["api_version"], kind=wanted["kind"])
                            for item in client.items(path, page_size, **query)]
     return wanted
-
-
-def _namespaced(served, wanted):
-    return any(resource.get("kind") == wanted["kind"] and resource.get("namespaced")
-               for resource in served.get(wanted["api_version"], []))
 
 
 def main():
