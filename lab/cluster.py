@@ -5,6 +5,7 @@ kubelet and containerd each, see realnodes.py) running real pods.
     python lab/cluster.py up [--nodes N] [--real-nodes M]   build (cached) and start with exactly N KWOK
                                                             nodes (default 3, at most 8,131: podcidrs.py); idempotent
     python lab/cluster.py down             stop and delete, real nodes included; idempotent
+    python lab/cluster.py restart          stop and start the control plane (an outage, for tests)
     python lab/cluster.py status           exit 0 when the API answers and nodes are Ready
 
 The kubeconfig is written to one known path (NETMEND_LAB_KUBECONFIG, default
@@ -319,6 +320,51 @@ def up(count, real):
     say("up in %.1fs; KUBECONFIG=%s" % (time.monotonic() - started, KUBECONFIG))
 
 
+LEASES = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
+
+
+def kwok_leases(raw):
+    return [lease for lease in raw.request("GET", LEASES)[1]["items"]
+            if kwok_node_index(lease["metadata"]["name"]) is not None]
+
+
+def release_leases(raw, holders):
+    """Delete the KWOK nodes' Leases that any of `holders` holds; True when none was left."""
+    held = [lease["metadata"]["name"] for lease in kwok_leases(raw) if lease["spec"].get("holderIdentity") in holders]
+    for name in held:
+        raw.request("DELETE", "%s/%s" % (LEASES, name), ok=(200, 202, 404))
+    return not held
+
+
+def restart():
+    """Stop and start the whole control plane, KWOK included: the outage tests put agents through.
+
+    A KWOK controller takes a new identity each time it starts and simulates only the nodes whose
+    Lease it holds, so the restarted one would leave the KWOK nodes (their heartbeats, the deletion
+    of their pods) alone until the old Leases expired: NODE_LEASE_SECONDS. The old controller's
+    Leases are deleted before the stop, and again after the start should it have renewed one in
+    between; the new controller creates its own at once (or on its next try, a quarter lease later)."""
+    bins = build()
+    holders = {lease["spec"].get("holderIdentity") for lease in kwok_leases(RawApi())} - {None}
+    release_leases(RawApi(), holders)
+    kwokctl(bins, "stop", "cluster")
+    kwokctl(bins, "start", "cluster")
+    wait(api_ready, "the API server")
+    raw = RawApi()
+    nodes = sum(1 for node in list_nodes(raw) if _ours(node))
+
+    def taken_over():
+        if not release_leases(raw, holders):
+            return False
+        held = [lease for lease in kwok_leases(raw) if lease["spec"].get("holderIdentity")]
+        return len(held) == nodes
+
+    wait(taken_over, "KWOK's restarted controller to hold every KWOK node's Lease",
+         timeout=NODE_LEASE_SECONDS // 4 + 60)
+    say("restarted %s: %d KWOK nodes taken over" % (CLUSTER, nodes))
+    return 0
+
+
 def down():
     bins = build()
     try:
@@ -350,7 +396,7 @@ def status():
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["up", "down", "status"])
+    parser.add_argument("action", choices=["up", "down", "status", "restart"])
     parser.add_argument("--nodes", type=int, default=int(os.environ.get("NETMEND_LAB_NODES", str(podcidrs.BASE_KWOK_NODES))),
                         help="KWOK nodes, exactly: missing ones are created, kwok-node-<i> for i >= N deleted "
                              "(default NETMEND_LAB_NODES or %d; at most %d, see podcidrs.py)"
@@ -362,6 +408,8 @@ def main(argv=None):
         return 0
     if args.action == "down":
         return down()
+    if args.action == "restart":
+        return restart()
     return status()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 
 import pytest
 import test_real_pod_poke  # sibling test module (tests/lab is on sys.path)
@@ -17,16 +18,14 @@ pytestmark = [pytest.mark.cluster, pytest.mark.netlab]
 
 # The pod_poke agent of test_real_pod_poke, deployed once for this module too.
 poke_agent = test_real_pod_poke.poke_agent
-KWOKCTL_CLUSTER = os.environ.get("NETMEND_LAB_CLUSTER", "netmend-lab")
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def kwokctl(*args):
-    versions = images.versions()
-    cache = realnodes.CACHE
-    argv = [os.path.join(cache, "bin", "kwok-%s" % versions["KWOK_VERSION"], "kwokctl"), "--name", KWOKCTL_CLUSTER,
-            *args]
-    done = subprocess.run(argv, capture_output=True, text=True, check=False,
-                          env=dict(os.environ, KWOK_WORKDIR=os.path.join(cache, "kwok")))
+def restart_control_plane():
+    """etcd, the API server, the controllers and KWOK stopped and started (lab/cluster.py restart,
+    which also hands the KWOK nodes to the restarted KWOK controller)."""
+    done = subprocess.run([sys.executable, os.path.join(REPO, "lab", "cluster.py"), "restart"],
+                          capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -54,8 +53,7 @@ def test_agents_survive_a_control_plane_restart(poke_agent, kube_admin, real_pod
     wait_for(lambda: sees_targets(pod_exec, namespace, "reader", agent, real_nodes[0], 1), "one target")
     before = restarts(core, poke_agent)
 
-    kwokctl("stop", "cluster")
-    kwokctl("start", "cluster")
+    restart_control_plane()
     wait_for(lambda: realnodes_ready(core, real_nodes), "the real nodes Ready again", timeout=120)
 
     # The watch is re-established: a pod created after the restart becomes a target.
