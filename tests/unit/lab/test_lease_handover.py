@@ -1,0 +1,43 @@
+# Copyright: netmend.k8s contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The lab's restart hands the KWOK nodes' Leases to the restarted KWOK controller: only KWOK nodes'
+Leases, only those the old controller holds (tests/lab/test_real_faults.py restarts a real lab)."""
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "lab"))
+import cluster  # noqa: E402  (lab/cluster.py, a script's module)
+
+
+class FakeRaw:
+    """The Lease list and deletes of cluster.RawApi.request, recorded."""
+
+    def __init__(self, holders):
+        self.holders = dict(holders)
+        self.deleted = []
+
+    def request(self, method, path, body=None, ok=(200, 201), raw=False):
+        if method == "GET":
+            assert path == cluster.LEASES
+            return 200, {"items": [{"metadata": {"name": name}, "spec": {"holderIdentity": holder} if holder else {}}
+                                   for name, holder in self.holders.items()]}
+        assert method == "DELETE" and path.startswith(cluster.LEASES + "/") and 404 in ok
+        name = path.rsplit("/", 1)[1]
+        self.deleted.append(name)
+        self.holders.pop(name, None)
+        return 200, {}
+
+
+def test_only_the_old_controllers_kwok_leases_are_released():
+    raw = FakeRaw({"kwok-node-0": "host_old", "kwok-node-1": "host_new", "kwok-node-2": None,
+                   "real-node-0": "real-node-0", "kwok-node-07": "host_old", "other": "host_old"})
+    assert [lease["metadata"]["name"] for lease in cluster.kwok_leases(raw)] == ["kwok-node-0", "kwok-node-1",
+                                                                                  "kwok-node-2"]
+    assert cluster.release_leases(raw, {"host_old"}) is False  # one was held: deleted, not yet handed over
+    assert raw.deleted == ["kwok-node-0"]
+    # a real node's Lease (its kubelet's) and names that are not the lab's KWOK nodes are never touched
+    assert set(raw.holders) == {"kwok-node-1", "kwok-node-2", "real-node-0", "kwok-node-07", "other"}
+    assert cluster.release_leases(raw, {"host_old"}) is True
+    assert raw.deleted == ["kwok-node-0"]
