@@ -33,8 +33,8 @@ class FakeRaw:
 def test_only_the_old_controllers_kwok_leases_are_released():
     raw = FakeRaw({"kwok-node-0": "host_old", "kwok-node-1": "host_new", "kwok-node-2": None,
                    "real-node-0": "real-node-0", "kwok-node-07": "host_old", "other": "host_old"})
-    assert [lease["metadata"]["name"] for lease in cluster.kwok_leases(raw)] == ["kwok-node-0", "kwok-node-1",
-                                                                                  "kwok-node-2"]
+    names = [lease["metadata"]["name"] for lease in cluster.kwok_leases(raw)]
+    assert names == ["kwok-node-0", "kwok-node-1", "kwok-node-2"]
     assert cluster.release_leases(raw, {"host_old"}) is False  # one was held: deleted, not yet handed over
     assert raw.deleted == ["kwok-node-0"]
     # a real node's Lease (its kubelet's) and names that are not the lab's KWOK nodes are never touched
