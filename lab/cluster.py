@@ -293,7 +293,9 @@ def up(count, real):
             realnodes.down()
             kwokctl(bins, "delete", "cluster", check=False, capture=True)
     if not api_ready():
-        # A cluster that exists but does not answer (a reboot, a killed process) is recreated.
+        # A cluster that exists but does not answer (a reboot, a killed process) is recreated, and its real
+        # nodes with it: a kubelet registers its Node once, so one left running would never join the new one.
+        realnodes.down()
         kwokctl(bins, "delete", "cluster", check=False, capture=True)
         os.makedirs(os.path.dirname(KUBECONFIG), exist_ok=True)
         kube = os.path.join(bins, "kube-%s" % v["KUBE_VERSION"])
@@ -336,6 +338,27 @@ def release_leases(raw, holders):
     return not held
 
 
+def control_plane_pids():
+    """The PIDs kwokctl recorded for the cluster's processes (etcd, the API server, the controllers, KWOK)."""
+    folder = os.path.join(WORKDIR, "clusters", CLUSTER, "pids")
+    pids = []
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        with open(os.path.join(folder, name), encoding="utf-8") as handle:
+            text = handle.read().strip()
+        if text.isdigit():
+            pids.append(int(text))
+    return pids
+
+
+def alive(pid):
+    """Whether a process runs (a zombie, its sockets closed, does not)."""
+    try:
+        with open("/proc/%d/stat" % pid, encoding="utf-8") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
 def restart():
     """Stop and start the whole control plane, KWOK included: the outage tests put agents through.
 
@@ -347,7 +370,11 @@ def restart():
     bins = build()
     holders = {lease["spec"].get("holderIdentity") for lease in kwok_leases(RawApi())} - {None}
     release_leases(RawApi(), holders)
+    stopped = control_plane_pids()
     kwokctl(bins, "stop", "cluster")
+    # kwokctl signals and does not wait: an API server still shutting down holds its port, and the new one
+    # fails to bind (seen at 5,000 nodes).
+    wait(lambda: not any(map(alive, stopped)), "the stopped control plane's processes to exit")
     kwokctl(bins, "start", "cluster")
     wait(api_ready, "the API server")
     raw = RawApi()

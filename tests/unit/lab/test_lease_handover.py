@@ -5,7 +5,9 @@ Leases, only those the old controller holds (tests/lab/test_real_faults.py resta
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "lab"))
 import cluster  # noqa: E402  (lab/cluster.py, a script's module)
@@ -41,3 +43,22 @@ def test_only_the_old_controllers_kwok_leases_are_released():
     assert set(raw.holders) == {"kwok-node-1", "kwok-node-2", "real-node-0", "kwok-node-07", "other"}
     assert cluster.release_leases(raw, {"host_old"}) is True
     assert raw.deleted == ["kwok-node-0"]
+
+
+def test_the_restart_waits_for_the_processes_kwokctl_recorded(tmp_path, monkeypatch):
+    """kwokctl stop signals without waiting; the restart waits until every recorded PID has exited."""
+    monkeypatch.setattr(cluster, "WORKDIR", str(tmp_path))
+    folder = tmp_path / "clusters" / cluster.CLUSTER / "pids"
+    folder.mkdir(parents=True)
+    child = subprocess.Popen(["sleep", "0"])  # exits at once; not waited for, it stays a zombie
+    (folder / "etcd.pid").write_text(str(os.getpid()))
+    (folder / "kube-apiserver.pid").write_text(str(child.pid))
+    (folder / "kwok-controller.pid").write_text("")
+    assert cluster.control_plane_pids() == [os.getpid(), child.pid]
+    deadline = time.monotonic() + 10
+    while cluster.alive(child.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert cluster.alive(os.getpid())
+    assert not cluster.alive(child.pid)  # a zombie has closed its sockets: its port is free
+    child.wait()
+    assert not cluster.alive(child.pid)
