@@ -290,8 +290,7 @@ def up(count, real):
         lacking = [what for marker, what in CONFIG_MARKERS if marker not in text]
         if lacking:
             say("%s was created without %s: recreating" % (CLUSTER, " and ".join(lacking)))
-            realnodes.down()
-            kwokctl(bins, "delete", "cluster", check=False, capture=True)
+            kwokctl(bins, "delete", "cluster", check=False, capture=True)  # its real nodes go below
     if not api_ready():
         # A cluster that exists but does not answer (a reboot, a killed process) is recreated, and its real
         # nodes with it: a kubelet registers its Node once, so one left running would never join the new one.
@@ -325,14 +324,15 @@ def up(count, real):
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
 
 
-def kwok_leases(raw):
-    return [lease for lease in raw.request("GET", LEASES)[1]["items"]
-            if kwok_node_index(lease["metadata"]["name"]) is not None]
+def kwok_leases(raw, names):
+    """The Leases of the named nodes (a node's Lease has its name)."""
+    return [lease for lease in raw.request("GET", LEASES)[1]["items"] if lease["metadata"]["name"] in names]
 
 
-def release_leases(raw, holders):
-    """Delete the KWOK nodes' Leases that any of `holders` holds; True when none was left."""
-    held = [lease["metadata"]["name"] for lease in kwok_leases(raw) if lease["spec"].get("holderIdentity") in holders]
+def release_leases(raw, names, holders):
+    """Delete the named nodes' Leases that any of `holders` holds; True when none was left."""
+    held = [lease["metadata"]["name"] for lease in kwok_leases(raw, names)
+            if lease["spec"].get("holderIdentity") in holders]
     for name in held:
         raw.request("DELETE", "%s/%s" % (LEASES, name), ok=(200, 202, 404))
     return not held
@@ -368,8 +368,11 @@ def restart():
     Leases are deleted before the stop, and again after the start should it have renewed one in
     between; the new controller creates its own at once (or on its next try, a quarter lease later)."""
     bins = build()
-    holders = {lease["spec"].get("holderIdentity") for lease in kwok_leases(RawApi())} - {None}
-    release_leases(RawApi(), holders)
+    raw = RawApi()
+    # Only the Leases of the KWOK nodes this script made, and only their holders', are touched.
+    names = {node["metadata"]["name"] for node in list_nodes(raw) if _ours(node)}
+    holders = {lease["spec"].get("holderIdentity") for lease in kwok_leases(raw, names)} - {None}
+    release_leases(raw, names, holders)
     stopped = control_plane_pids()
     kwokctl(bins, "stop", "cluster")
     # kwokctl signals and does not wait: an API server still shutting down holds its port, and the new one
@@ -378,17 +381,15 @@ def restart():
     kwokctl(bins, "start", "cluster")
     wait(api_ready, "the API server")
     raw = RawApi()
-    nodes = sum(1 for node in list_nodes(raw) if _ours(node))
 
     def taken_over():
-        if not release_leases(raw, holders):
+        if not release_leases(raw, names, holders):
             return False
-        held = [lease for lease in kwok_leases(raw) if lease["spec"].get("holderIdentity")]
-        return len(held) == nodes
+        return sum(1 for lease in kwok_leases(raw, names) if lease["spec"].get("holderIdentity")) == len(names)
 
     wait(taken_over, "KWOK's restarted controller to hold every KWOK node's Lease",
          timeout=NODE_LEASE_SECONDS // 4 + 60)
-    say("restarted %s: %d KWOK nodes taken over" % (CLUSTER, nodes))
+    say("restarted %s: %d KWOK nodes taken over" % (CLUSTER, len(names)))
     return 0
 
 

@@ -1,7 +1,8 @@
 # Copyright: netmend.k8s contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The lab's restart hands the KWOK nodes' Leases to the restarted KWOK controller: only KWOK nodes'
-Leases, only those the old controller holds (tests/lab/test_real_faults.py restarts a real lab)."""
+"""The lab's restart hands the KWOK nodes' Leases to the restarted KWOK controller: only the Leases of
+the KWOK nodes the lab made, only those the old controller holds (tests/lab/test_real_faults.py
+restarts a real lab)."""
 from __future__ import annotations
 
 import os
@@ -32,16 +33,18 @@ class FakeRaw:
         return 200, {}
 
 
-def test_only_the_old_controllers_kwok_leases_are_released():
+def test_only_the_old_controllers_leases_of_our_kwok_nodes_are_released():
+    ours = {"kwok-node-0", "kwok-node-1", "kwok-node-2"}
+    # kwok-node-9: a KWOK-named node the lab did not make (no mark), its Lease held by the same identity
     raw = FakeRaw({"kwok-node-0": "host_old", "kwok-node-1": "host_new", "kwok-node-2": None,
-                   "real-node-0": "real-node-0", "kwok-node-07": "host_old", "other": "host_old"})
-    names = [lease["metadata"]["name"] for lease in cluster.kwok_leases(raw)]
+                   "real-node-0": "real-node-0", "kwok-node-9": "host_old", "other": "host_old"})
+    names = [lease["metadata"]["name"] for lease in cluster.kwok_leases(raw, ours)]
     assert names == ["kwok-node-0", "kwok-node-1", "kwok-node-2"]
-    assert cluster.release_leases(raw, {"host_old"}) is False  # one was held: deleted, not yet handed over
+    assert cluster.release_leases(raw, ours, {"host_old"}) is False  # one was held: deleted, not yet handed over
     assert raw.deleted == ["kwok-node-0"]
-    # a real node's Lease (its kubelet's) and names that are not the lab's KWOK nodes are never touched
-    assert set(raw.holders) == {"kwok-node-1", "kwok-node-2", "real-node-0", "kwok-node-07", "other"}
-    assert cluster.release_leases(raw, {"host_old"}) is True
+    # a real node's Lease (its kubelet's) and those of nodes that are not the lab's are never touched
+    assert set(raw.holders) == {"kwok-node-1", "kwok-node-2", "real-node-0", "kwok-node-9", "other"}
+    assert cluster.release_leases(raw, ours, {"host_old"}) is True
     assert raw.deleted == ["kwok-node-0"]
 
 
