@@ -5,11 +5,14 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: rollout_status
-short_description: Read once how far a DaemonSet or Deployment has rolled out, and why its pods are not ready
+short_description: Read how far a DaemonSet or Deployment has rolled out, and why its pods are not ready
 version_added: 0.1.0
 description:
   - One poll of what C(kubectl rollout status) waits for. Reads the workload and returns its counts, whether the
     rollout is done and a kubectl-like progress line.
+  - With O(wait), keeps reading the workload every O(interval) seconds until the rollout is done or O(wait) seconds
+    have passed, in one module run. A waiter on a large cluster then starts a module, and prints a line, every
+    O(wait) seconds rather than every few seconds, and still returns as soon as the rollout is done.
   - While the rollout is not done, also lists the workload's pods (by its selector; for a DaemonSet only those of the
     current template generation) and says why each one that is not ready is not, and whether waiting can cure it
     (RV(fatal)); a container in C(CrashLoopBackOff), an image that cannot be pulled or a configuration error cannot.
@@ -45,6 +48,17 @@ options:
       - With V(false) the module reads the workload only; RV(problems) is empty, RV(fatal) false and RV(pods_read) false.
     type: bool
     default: true
+  wait:
+    description:
+      - Seconds to keep reading the workload until its rollout is done. V(0) reads it once.
+      - The pods (O(read_pods)) are listed once, after the last read, if the rollout is not done by then.
+    type: int
+    default: 0
+  interval:
+    description:
+      - Seconds between two reads of the workload within O(wait).
+    type: int
+    default: 2
 extends_documentation_fragment:
   - netmend.k8s.attributes
   - netmend.k8s.attributes.k8s_auth
@@ -75,6 +89,18 @@ EXAMPLES = r"""
   ansible.builtin.fail:
     msg: "{{ rollout.line }}: {{ rollout.problems | netmend.k8s.rollout_not_ready(10) }}"
   when: not rollout.done
+
+- name: Wait for a DaemonSet on 5,000 nodes, one module run and one progress line every 20 seconds
+  netmend.k8s.rollout_status:
+    kind: DaemonSet
+    name: netmend-pod-poke
+    namespace: netmend-system
+    wait: 20
+    interval: 2
+  register: rollout
+  until: rollout.done or rollout.fatal
+  retries: 30
+  delay: 0
 
 - name: Read a DaemonSet on 5,000 nodes without listing its pods
   netmend.k8s.rollout_status:
@@ -152,6 +178,11 @@ min_ready_seconds:
   returned: success
   type: int
   sample: 10
+reads:
+  description: How many times the workload was read (1 without O(wait)).
+  returned: success
+  type: int
+  sample: 1
 pods_read:
   description: Whether the pods were listed (see O(read_pods)).
   returned: success
@@ -187,6 +218,7 @@ fatal:
   sample: false
 """
 
+import time
 from urllib.parse import quote
 
 from ansible.module_utils.basic import AnsibleModule
@@ -200,13 +232,24 @@ ARGUMENT_SPEC = dict(
     name=dict(type="str", required=True),
     namespace=dict(type="str", required=True),
     read_pods=dict(type="bool", default=True),
+    wait=dict(type="int", default=0),
+    interval=dict(type="int", default=2),
 )
 ARGUMENT_SPEC.update(AUTH_SPEC)
 RESOURCES = {"DaemonSet": "daemonsets", "Deployment": "deployments"}
 
 
-def run_module(params, client):
-    """The rollout's progress, and while it is not done (and ``read_pods``) its pods' problems."""
+def check_params(params):
+    """A message naming the bad value, or None."""
+    if params.get("wait", 0) < 0:
+        return "wait must be 0 or more seconds, got %s" % params["wait"]
+    if params.get("interval", 2) < 1:
+        return "interval must be at least 1 second, got %s" % params["interval"]
+    return None
+
+
+def read_progress(params, client):
+    """rollout_progress of the workload, read once (a missing workload is found=False)."""
     path = "/apis/apps/v1/namespaces/%s/%s/%s" % (quote(params["namespace"], safe=""), RESOURCES[params["kind"]],
                                                   quote(params["name"], safe=""))
     try:
@@ -215,8 +258,20 @@ def run_module(params, client):
         if exc.status != 404:
             raise
         resources = []
-    label = "%s/%s" % (params["namespace"], params["name"])
-    result = dict(changed=False, **rollout_progress(resources, params["kind"], label))
+    return rollout_progress(resources, params["kind"], "%s/%s" % (params["namespace"], params["name"]))
+
+
+def run_module(params, client, clock=time.monotonic, sleep=time.sleep):
+    """The rollout's progress, read until it is done or ``wait`` seconds have passed, and while it is not done
+    (and ``read_pods``) its pods' problems."""
+    deadline = clock() + params.get("wait", 0)
+    interval = params.get("interval", 2)
+    progress, reads = read_progress(params, client), 1
+    # A missing workload is not waited for: the caller decides whether it should exist.
+    while progress["found"] and not progress["done"] and clock() + interval <= deadline:
+        sleep(interval)
+        progress, reads = read_progress(params, client), reads + 1
+    result = dict(changed=False, reads=reads, **progress)
     problems = []
     pods_read = (params["read_pods"] and result["found"] and result["observed"] and not result["done"]
                  and bool(result["selector"]))
@@ -231,6 +286,9 @@ def run_module(params, client):
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     where = dict(kind=module.params["kind"], name=module.params["name"], namespace=module.params["namespace"])
+    bad = check_params(module.params)
+    if bad:
+        module.fail_json(msg=bad, **where)
     client = connect(module, **where)
     try:
         result = run_module(module.params, client)

@@ -131,13 +131,17 @@ def test_agent_rollout_at_scale(scaled_lab, kube_admin, run_playbook, tmp_path):
     try:
         started = time.monotonic()
         done = run_playbook(AGENT, extra_vars=agent_vars())
-        print("agent rollout on %d nodes: %.1f s" % (SCALE_NODES, time.monotonic() - started))
+        took = time.monotonic() - started
+        print("agent rollout on %d nodes: %.1f s" % (SCALE_NODES, took))
         assert done.returncode == 0, done.stdout[-3000:]
         status = client.AppsV1Api(kube_admin).read_namespaced_daemon_set(NAME, NAMESPACE).status
         assert status.desired_number_scheduled == status.number_available == len(kwok_nodes(kube_admin))
         lines = re.findall(r"\(item=DaemonSet %s/%s: (\d+) of (\d+) updated, (\d+) available\)" % (NAMESPACE, NAME),
                            done.stdout)
         assert lines and lines[-1] == (str(SCALE_NODES),) * 3, lines[-5:]
+        # A poll (one module run, one line) reads for rollout_poll_wait (10 s) unless the rollout is done.
+        print("%d polls" % len(lines))
+        assert len(lines) <= 2 + took / 10, lines
         # The wait scaled with the size: the 300 s base plus 0.05 s a pod.
         budget = re.search(r"Wait for the rollout of %s/%s, at most (\d+)s \(300s \+" % (NAMESPACE, NAME), done.stdout)
         assert budget and int(budget.group(1)) >= 300 + SCALE_NODES * 0.05, done.stdout[-3000:]

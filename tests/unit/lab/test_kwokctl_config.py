@@ -15,7 +15,8 @@ import cluster  # noqa: E402  (lab/cluster.py, a script's module)
 
 def test_node_leases_are_long_enough_for_thousands_of_nodes(tmp_path, monkeypatch):
     monkeypatch.setattr(cluster, "CACHE", str(tmp_path))
-    config = yaml.safe_load(open(cluster.kwokctl_config(), encoding="utf-8"))
+    with open(cluster.kwokctl_config(), encoding="utf-8") as handle:
+        config = next(yaml.safe_load_all(handle))
     options = config["options"]
     assert config["kind"] == "KwokctlConfiguration"
     assert options["heartbeatFactor"] == 1
@@ -29,3 +30,18 @@ def test_node_leases_are_long_enough_for_thousands_of_nodes(tmp_path, monkeypatc
                    for patch in config["componentsPatches"]}
     assert controllers["kube-controller-manager"]["kube-api-qps"] == str(cluster.CONTROLLER_QPS)
     assert controllers["kwok-controller"]["manage-nodes-with-annotation-selector"] == "%s=%s" % cluster.KWOK_ANNOTATION
+
+
+def test_kwok_works_on_many_nodes_and_pods_at_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(cluster, "CACHE", str(tmp_path))
+    with open(cluster.kwokctl_config(), encoding="utf-8") as handle:
+        documents = list(yaml.safe_load_all(handle))
+    kwok = [doc for doc in documents if doc["kind"] == "KwokConfiguration"]
+    assert len(kwok) == 1 and kwok[0]["apiVersion"] == "config.kwok.x-k8s.io/v1alpha1"
+    # KWOK takes the document as written: each worker count is set (one left out would be 0), above the default 4
+    options = kwok[0]["options"]
+    for field in ("podPlayStageParallelism", "nodePlayStageParallelism", "nodeLeaseParallelism"):
+        assert options[field] == cluster.KWOK_PARALLELISM > 4
+    assert options["podsOnNodeSyncParallelism"] >= 1
+    # a cluster made before this is recreated: kwokctl saves the document in kwok.yaml as it is
+    assert "podPlayStageParallelism: %d" % cluster.KWOK_PARALLELISM in dict(cluster.CONFIG_MARKERS)

@@ -109,3 +109,63 @@ def test_main_reads_the_pods_by_default(monkeypatch, capsys):
         rollout_status.main()
     result = json.loads(capsys.readouterr().out)
     assert exited.value.code == 0 and result["pods_read"] and [p["pod"] for p in result["problems"]] == ["ns/slow"]
+
+
+class Workloads(FakeApi):
+    """A workload that reads as each of ``states`` in turn, then as the last one."""
+
+    def __init__(self, states, pods=()):
+        super().__init__(states[0], pods)
+        self.states = list(states)
+
+    def get(self, path, **query):
+        self.workload = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+        return super().get(path, **query)
+
+
+class Clock:
+    def __init__(self):
+        self.now, self.slept = 100.0, []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+        self.now += seconds + 0.5  # a read takes time too
+
+
+def test_wait_reads_until_done_then_stops_without_listing_pods():
+    api = Workloads([daemonset(available=0), daemonset(available=2), daemonset()], [pod("slow", containers=[])])
+    clock = Clock()
+    result = rollout_status.run_module(dict(PARAMS, wait=30, interval=2), api, clock=clock, sleep=clock.sleep)
+    assert result["done"] and result["reads"] == 3 and clock.slept == [2, 2]
+    assert [call[0] for call in api.calls] == ["get"] * 3 and not result["pods_read"]
+
+
+def test_wait_ends_at_its_time_with_one_list_of_the_pods():
+    api = Workloads([daemonset(available=2)], [pod("crash", containers=[CRASHING])])
+    clock = Clock()
+    result = rollout_status.run_module(dict(PARAMS, wait=10, interval=3), api, clock=clock, sleep=clock.sleep)
+    # Reads at 100, 103.5, 107 and 110.5 (a sleep that would end past 110 is not taken); then one list of the pods.
+    assert result["reads"] == 4 and clock.slept == [3, 3, 3] and clock.now == 110.5
+    assert [call[0] for call in api.calls] == ["get"] * 4 + ["list"]
+    assert result["fatal"] and result["line"] == "DaemonSet ns/agent: 3 of 3 updated, 2 available"
+
+
+def test_wait_does_not_wait_for_a_missing_workload():
+    clock = Clock()
+    result = rollout_status.run_module(dict(PARAMS, wait=60), FakeApi(None), clock=clock, sleep=clock.sleep)
+    assert not result["found"] and result["reads"] == 1 and clock.slept == []
+
+
+@pytest.mark.parametrize("args, message", [
+    ({"wait": -5}, "wait must be 0 or more seconds, got -5"),
+    ({"interval": 0}, "interval must be at least 1 second, got 0"),
+])
+def test_main_refuses_a_bad_wait_or_interval_before_connecting(monkeypatch, capsys, args, message):
+    monkeypatch.setattr(rollout_status, "connect", lambda module, **where: pytest.fail("connected"))
+    with patch_module_args(dict({"name": "agent", "namespace": "ns"}, **args)), pytest.raises(SystemExit) as exited:
+        rollout_status.main()
+    result = json.loads(capsys.readouterr().out)
+    assert exited.value.code == 1 and result["msg"] == message and result["name"] == "agent"
