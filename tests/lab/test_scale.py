@@ -76,8 +76,17 @@ def lab_up(count):
 @pytest.fixture(scope="module")
 def scaled_lab(kube_admin):
     """The lab at SCALE_NODES KWOK nodes; afterwards back to the count it had."""
+    from kubernetes import client
+
     found = len(kwok_nodes(kube_admin))
     assert found < SCALE_NODES, "the lab already has %d KWOK nodes" % found
+    # Another DaemonSet would get a pod on every new node too and double what is measured (make site leaves its
+    # agents running): the test starts only on a lab without one.
+    running = ["%s/%s" % (ds.metadata.namespace, ds.metadata.name)
+               for ds in client.AppsV1Api(kube_admin).list_daemon_set_for_all_namespaces(_request_timeout=60).items
+               if not ds.metadata.deletion_timestamp
+               and (ds.spec.template.spec.node_selector or {}).get("type", "kwok") == "kwok"]
+    assert not running, "DaemonSets would put a pod on each of %d nodes: %s; remove them first" % (SCALE_NODES, running)
     try:
         lab_up(SCALE_NODES)
         yield found
