@@ -20,7 +20,8 @@ VENV_BIN = os.path.dirname(sys.executable)  # the virtualenv running the tests, 
 
 
 def local_play(spec):
-    """One play that includes a role ({'role': fqcn}) or a tasks file ({'tasks': path}).
+    """One play that includes a role ({'role': fqcn}, with ``tasks_from`` for another entry point) or a
+    tasks file ({'tasks': path}).
 
     Optional keys: ``vars``, the include's variables; ``hosts``, another host pattern than
     localhost (the inventory then says how each host is reached); ``interpreter``, localhost's
@@ -33,6 +34,8 @@ def local_play(spec):
         play["vars"] = {"ansible_python_interpreter": spec.get("interpreter") or "{{ ansible_playbook_python }}"}
     if "role" in spec:
         task = {"name": spec["role"], "ansible.builtin.include_role": {"name": spec["role"]}}
+        if spec.get("tasks_from"):
+            task["ansible.builtin.include_role"]["tasks_from"] = spec["tasks_from"]
     else:
         task = {"name": os.path.basename(spec["tasks"]), "ansible.builtin.include_tasks": spec["tasks"]}
     if spec.get("vars"):

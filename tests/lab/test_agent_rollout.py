@@ -184,28 +184,11 @@ def test_pod_that_never_gets_ready_times_out_naming_it(run_playbook, kube_admin,
     assert all(line[2] != "3" or line[0] != "3" for line in lines)
 
 
-BAD_PACE_PLAY = """
-- hosts: localhost
-  connection: local
-  gather_facts: false
-  vars:
-    ansible_python_interpreter: "{{ ansible_playbook_python }}"
-  tasks:
-    - name: Wait with a bad pace
-      ansible.builtin.include_role:
-        name: netmend.k8s.agent
-        tasks_from: rollout
-      vars:
-        rollout_name: netmend-pod-poke
-        rollout_namespace: netmend-test-rollout
-        rollout_poll_wait: %s
-        rollout_interval: %s
-"""
-
-
-@pytest.mark.parametrize("poll_wait, interval", [("-1", "2"), ("10", "0")])
+@pytest.mark.parametrize("poll_wait, interval", [(-1, 2), (10, 0)])
 def test_a_bad_poll_pace_fails_naming_it_before_any_read(run_playbook, poll_wait, interval):
-    done = run_playbook(BAD_PACE_PLAY % (poll_wait, interval))
+    done = run_playbook({"role": "netmend.k8s.agent", "tasks_from": "rollout",
+                         "vars": {"rollout_name": NAME, "rollout_namespace": "netmend-test-rollout",
+                                  "rollout_poll_wait": poll_wait, "rollout_interval": interval}})
     assert done.returncode != 0, done.stdout
     said = " ".join(done.stdout.split())  # the YAML callback wraps long messages
     assert ("rollout_interval must be a whole number of seconds from 1 and rollout_poll_wait one from 0, not %s and %s"
