@@ -164,7 +164,7 @@ site: prereqs venv collection ## the main job against the lab cluster
 LAB_TESTS_1 := $(sort $(wildcard tests/lab/test_real_*.py tests/lab/test_agent_*.py tests/lab/test_masq_rule_*.py))
 LAB_TESTS_3 := $(addprefix tests/lab/,test_connectivity_check_role.py test_net_doctor_role.py test_pod_poke_role.py test_site.py)
 LAB_TESTS_2 := $(filter-out $(LAB_TESTS_1) $(LAB_TESTS_3) tests/lab/test_scale.py,$(sort $(wildcard tests/lab/test_*.py)))
-SCALE_NODES := 5000
+SCALE_NODES := 1000
 LAB_B := NETMEND_LAB_CLUSTER=netmend-lab-b NETMEND_LAB_KUBECONFIG=$(HOME)/.cache/netmend-lab/kubeconfig-b
 LAB_C := NETMEND_LAB_CLUSTER=netmend-lab-c NETMEND_LAB_KUBECONFIG=$(HOME)/.cache/netmend-lab/kubeconfig-c
 LOGS := $(BUILD)/logs
