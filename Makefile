@@ -158,8 +158,9 @@ site: prereqs venv collection ## the main job against the lab cluster
 # make test runs three streams side by side, each on a lab cluster of its own (own API server, real
 # nodes, underlay; lab tests name their network namespaces by process): lab tests part 1, part 2, and
 # part 3 followed by the AWX, Molecule and main-job runs (which, as before, come after lab tests on
-# their cluster), with tests/lab/test_scale.py at 5,000 KWOK nodes before the main job (which leaves its agents
-# running: at 5,000 nodes they would double the pods): that stream ends first without it.
+# their cluster), with tests/lab/test_scale.py at SCALE_NODES KWOK nodes before the main job (which leaves its
+# agents running: they would double the pods): that stream ends first without it. At 5,000 (make test
+# SCALE_NODES=5000) its rollout ran out of time beside the other two streams on 2 cores.
 # Most of the time is waiting for pods and rollouts.
 LAB_TESTS_1 := $(sort $(wildcard tests/lab/test_real_*.py tests/lab/test_agent_*.py tests/lab/test_masq_rule_*.py))
 LAB_TESTS_3 := $(addprefix tests/lab/,test_connectivity_check_role.py test_net_doctor_role.py test_pod_poke_role.py test_site.py)

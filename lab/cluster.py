@@ -277,9 +277,8 @@ def kwokctl_config():
             "    override: true",
             "  - key: manage-nodes-with-annotation-selector",
             "    value: %s=%s" % KWOK_ANNOTATION,
-            # KWOK plays pod and node stages and renews Leases 4 at a time and syncs pods on nodes 1 at a
-            # time: a DaemonSet on 5,000 nodes took minutes to get Ready and longer to delete. KWOK reads
-            # this document only whole (a field left out is 0, not its default), so every one is set.
+            # KWOK_PARALLELISM. kwokctl keeps this document as written (a field left out is 0, not its
+            # default), so every worker count is set.
             "---",
             "apiVersion: config.kwok.x-k8s.io/v1alpha1",
             "kind: KwokConfiguration",
