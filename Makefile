@@ -180,10 +180,11 @@ test: prereqs-root sysdeps venv collection ## everything, from nothing: CI runs 
 	@date +'== %T sanity'
 	$(MAKE) sanity
 	@date +'== %T lab up, then the three streams'
-	# The trap comes first: a lab that fails to start half-way is stopped too. Its output goes to a log
-	# (shown only when stopping fails) so the last lines of a run are the failures and the totals.
-	trap 'for lab in "" "$(LAB_B)" "$(LAB_C)"; do env $$lab lab/cluster.sh down >> $(LOGS)/down.log 2>&1 || \
-	  { echo "stopping the lab failed: $$lab"; tail -n 20 $(LOGS)/down.log; }; done' EXIT; \
+	# The trap comes first: a lab that fails to start half-way is stopped too. Stopping's output goes to a
+	# log (shown only when it fails) so the last lines of a run are the failures and the totals.
+	down() { downrc=0; for lab in "$$@"; do env $$lab lab/cluster.sh down >> $(LOGS)/down.log 2>&1 || \
+	  { downrc=1; echo "stopping the lab failed: $$lab"; tail -n 20 $(LOGS)/down.log; }; done; return $$downrc; }; \
+	trap 'down "" "$(LAB_B)" "$(LAB_C)"' EXIT; \
 	  lab/cluster.sh up && $(LAB_B) lab/cluster.sh up && $(LAB_C) lab/cluster.sh up || exit 1; \
 	  start=$$(date +%s); took() { echo "== $$1 ended after $$(( $$(date +%s) - start )) s"; }; \
 	  date +'== %T streams start'; \
@@ -193,9 +194,9 @@ test: prereqs-root sysdeps venv collection ## everything, from nothing: CI runs 
 	    $(LAB_C) $(MAKE) awx-test && took awx && $(LAB_C) $(MAKE) molecule && took molecule && \
 	    $(LAB_C) $(MAKE) site && took site; } > $(LOGS)/jobs.log 2>&1 & three=$$!; \
 	  rc1=0; rc2=0; rc3=0; rc4=0; wait $$one || rc1=$$?; wait $$two || rc2=$$?; wait $$three || rc3=$$?; \
-	  ( for lab in "$(LAB_B)" "$(LAB_C)"; do env $$lab lab/cluster.sh down || exit 1; done; \
-	    NETMEND_LAB_SCALE_NODES=$(SCALE_NODES) $(MAKE) lab-test LAB_TESTS=tests/lab/test_scale.py LAB_JUNIT=scale \
-	  ) > $(LOGS)/scale.log 2>&1 || rc4=$$?; took scale >> $(LOGS)/scale.log; \
+	  { down "$(LAB_B)" "$(LAB_C)" && \
+	    NETMEND_LAB_SCALE_NODES=$(SCALE_NODES) $(MAKE) lab-test LAB_TESTS=tests/lab/test_scale.py LAB_JUNIT=scale; \
+	  } > $(LOGS)/scale.log 2>&1 || rc4=$$?; took scale >> $(LOGS)/scale.log; \
 	  for log in lab-1 lab-2 jobs scale; do echo "===== $$log"; cat $(LOGS)/$$log.log; done; \
 	  $(BIN)/python lab/summary.py $(BUILD)/junit || true; \
 	  echo "lab-1: exit $$rc1, lab-2: exit $$rc2, lab-3/awx/molecule/site: exit $$rc3, scale: exit $$rc4"; \
